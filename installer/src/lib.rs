@@ -1,0 +1,10 @@
+//! kinit's library: the cluster configuration, the operations that install and run clusters,
+//! and the pieces they are built from. The `kinit` binary and the web console are thin front
+//! ends over [`ops`].
+
+pub mod config;
+pub mod kubeconfig;
+pub mod ops;
+pub mod state;
+pub mod topology;
+pub mod yaml;

@@ -1,0 +1,5 @@
+//! Operations: what kinit does, as library calls that both front ends (the `kinit` command line
+//! and the web console) use. Each combines the PKI, the configuration and, for work on hosts,
+//! the engine.
+
+pub mod certs;

@@ -1,0 +1,34 @@
+//! Where kinit keeps a cluster's state on the operator's machine: by default a `.kinit/<name>`
+//! directory beside the configuration file, holding the cluster's `/etc/kubernetes` mirror
+//! (PKI and kubeconfigs), run journals and backups. Every command can be pointed elsewhere.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// The default: `.kinit/<cluster name>` in the configuration file's directory.
+    pub fn beside(config_path: &Path, cluster_name: &str) -> StateDir {
+        let dir = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        StateDir::new(dir.join(".kinit").join(cluster_name))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cluster's copy of `/etc/kubernetes`: kubeconfigs and `pki/`.
+    pub fn kubernetes(&self) -> PathBuf {
+        self.root.join("kubernetes")
+    }
+}
