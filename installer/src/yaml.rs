@@ -66,8 +66,25 @@ impl fmt::Display for LocatedError {
     }
 }
 
-/// Deserialises one document, rejecting what the target type rejects (unknown fields included).
+/// Deserialises one document, rejecting what the target type rejects (unknown fields
+/// included) and keys repeated within a mapping.
 pub fn parse<T: DeserializeOwned>(source: &Source) -> Result<T, LocatedError> {
+    if let Some(duplicate) = Positions::index(&source.text).duplicates.into_iter().next() {
+        return Err(LocatedError {
+            file: source.name.clone(),
+            position: Some(duplicate.position),
+            message: format!(
+                "{}duplicate key `{}` (first given at line {})",
+                if duplicate.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", duplicate.path)
+                },
+                duplicate.key,
+                duplicate.first.line
+            ),
+        });
+    }
     serde_yaml::from_str(&source.text).map_err(|e| locate(source, &e))
 }
 
@@ -86,12 +103,20 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(value)
 }
 
-/// serde_yaml's message is `path: message at line L column C`; split the location off so
-/// that the file, line and column lead, as compilers print them.
+/// serde_yaml's message is `path: message at line L column C[, while …]`; cut the location
+/// out so that the file, line and column lead, as compilers print them.
 fn locate(source: &Source, error: &serde_yaml::Error) -> LocatedError {
     let mut message = error.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
+    if let Some(at) = message.find(" at line ") {
+        let rest = &message[at + " at line ".len()..];
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let line_len = digits(rest);
+        let after_line = &rest[line_len..];
+        if line_len > 0 && after_line.starts_with(" column ") {
+            let column_len = digits(&after_line[" column ".len()..]);
+            let end = at + " at line ".len() + line_len + " column ".len() + column_len;
+            message.replace_range(at..end, "");
+        }
     }
     LocatedError {
         file: source.name.clone(),
@@ -108,6 +133,17 @@ fn locate(source: &Source, error: &serde_yaml::Error) -> LocatedError {
 #[derive(Debug, Default)]
 pub struct Positions {
     values: HashMap<String, Position>,
+    /// Keys given twice in one mapping.
+    pub duplicates: Vec<DuplicateKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// Path of the mapping holding the key.
+    pub path: String,
+    pub key: String,
+    pub position: Position,
+    pub first: Position,
 }
 
 impl Positions {
@@ -118,6 +154,7 @@ impl Positions {
         let _ = Parser::new_from_str(text).load(&mut indexer, false);
         Positions {
             values: indexer.values,
+            duplicates: indexer.duplicates,
         }
     }
 
@@ -153,14 +190,20 @@ impl Positions {
 }
 
 enum Frame {
-    Mapping { key: Option<String> },
-    Sequence { index: usize },
+    Mapping {
+        key: Option<String>,
+        seen: HashMap<String, Position>,
+    },
+    Sequence {
+        index: usize,
+    },
 }
 
 #[derive(Default)]
 struct Indexer {
     stack: Vec<Frame>,
     values: HashMap<String, Position>,
+    duplicates: Vec<DuplicateKey>,
     /// A mapping just started whose position is taken from its first key: libyaml-style
     /// parsers mark a block mapping inside a sequence at its first colon, not its first key.
     mapping_awaiting_position: Option<String>,
@@ -171,13 +214,13 @@ impl Indexer {
         let mut path = String::new();
         for frame in &self.stack {
             match frame {
-                Frame::Mapping { key: Some(key) } => {
+                Frame::Mapping { key: Some(key), .. } => {
                     if !path.is_empty() {
                         path.push('.');
                     }
                     path.push_str(key);
                 }
-                Frame::Mapping { key: None } => {}
+                Frame::Mapping { key: None, .. } => {}
                 Frame::Sequence { index } => path.push_str(&format!("[{index}]")),
             }
         }
@@ -186,13 +229,13 @@ impl Indexer {
 
     /// True when the next node is a mapping key rather than a value.
     fn expecting_key(&self) -> bool {
-        matches!(self.stack.last(), Some(Frame::Mapping { key: None }))
+        matches!(self.stack.last(), Some(Frame::Mapping { key: None, .. }))
     }
 
     /// Called after a complete value node: advance the enclosing collection.
     fn value_done(&mut self) {
         match self.stack.last_mut() {
-            Some(Frame::Mapping { key }) => *key = None,
+            Some(Frame::Mapping { key, .. }) => *key = None,
             Some(Frame::Sequence { index }) => *index += 1,
             None => {}
         }
@@ -219,7 +262,22 @@ impl MarkedEventReceiver for Indexer {
                 if let Some(path) = self.mapping_awaiting_position.take() {
                     self.record_at(path, mark);
                 }
-                if let Some(Frame::Mapping { key }) = self.stack.last_mut() {
+                let position = Position {
+                    line: mark.line(),
+                    column: mark.col() + 1,
+                };
+                let mapping_path = self.path();
+                if let Some(Frame::Mapping { key, seen }) = self.stack.last_mut() {
+                    if let Some(first) = seen.get(&text) {
+                        self.duplicates.push(DuplicateKey {
+                            path: mapping_path,
+                            key: text.clone(),
+                            position,
+                            first: *first,
+                        });
+                    } else {
+                        seen.insert(text.clone(), position);
+                    }
                     *key = Some(text);
                 }
             }
@@ -229,7 +287,10 @@ impl MarkedEventReceiver for Indexer {
             }
             Event::MappingStart(..) => {
                 self.mapping_awaiting_position = Some(self.path());
-                self.stack.push(Frame::Mapping { key: None });
+                self.stack.push(Frame::Mapping {
+                    key: None,
+                    seen: HashMap::new(),
+                });
             }
             Event::SequenceStart(..) => {
                 self.record(mark);
@@ -308,9 +369,22 @@ networking:
     }
 
     #[test]
+    fn duplicate_keys_point_at_the_second() {
+        let source = Source::new("x.yaml", "port: 1\nport: 2\n");
+        let err = parse::<Small>(&source).unwrap_err();
+        assert_eq!(err.position, Some(Position { line: 2, column: 1 }));
+        assert!(
+            err.message
+                .contains("duplicate key `port` (first given at line 1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_are_located() {
         let source = Source::new("x.yaml", "port: [1, 2\n");
         let err = parse::<Small>(&source).unwrap_err();
         assert!(err.position.is_some(), "{err}");
+        assert!(!err.message.contains(" at line "), "{err}");
     }
 }

@@ -194,6 +194,7 @@ pub struct ControlPlane {
 pub enum KeyAlgorithm {
     #[default]
     EcdsaP256,
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
 }
 
@@ -326,6 +327,18 @@ pub fn load(path: &Path) -> Result<LoadedCluster, ConfigError> {
 
 /// Parses and validates configuration text; returns the cluster and its warnings.
 pub fn parse(source: &Source) -> Result<(Cluster, Vec<LocatedError>), ConfigError> {
+    let blank = |line: &str| line.trim().is_empty() || line.trim_start().starts_with('#');
+    if source.text.lines().all(blank) {
+        return Err(ConfigError::Invalid {
+            errors: vec![LocatedError {
+                file: source.name.clone(),
+                position: None,
+                message: "the file is empty; expected a cluster configuration \
+                          (apiVersion: kinit.io/v1alpha1, kind: Cluster, …; see examples/cluster.yaml)"
+                    .into(),
+            }],
+        });
+    }
     let cluster: Cluster =
         yaml::parse(source).map_err(|e| ConfigError::Invalid { errors: vec![e] })?;
     let positions = Positions::index(&source.text);

@@ -9,25 +9,38 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Implements serde (through `String`) and a string JSON Schema for a type with `FromStr`.
+/// Implements serde and a string JSON Schema for a type with `FromStr` and `Display`.
+///
+/// The check runs inside a visitor rather than through `#[serde(try_from)]`: an error raised
+/// while the deserializer is still on the scalar is reported at the scalar's line and column
+/// with its full field path, while one raised afterwards is attributed to the enclosing mapping.
 macro_rules! string_type {
-    ($type:ident, $schema_name:literal, $description:literal $(, $key:literal : $value:expr)*) => {
-        impl TryFrom<String> for $type {
-            type Error = String;
-            fn try_from(text: String) -> Result<Self, String> {
-                text.parse()
+    ($type:ident, $expecting:literal, $description:literal $(, $key:literal : $value:expr)*) => {
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$type, D::Error> {
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = $type;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$type, E> {
+                        text.parse().map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(Visitor)
             }
         }
-        impl From<$type> for String {
-            fn from(value: $type) -> String {
-                value.to_string()
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
             }
         }
         impl JsonSchema for $type {
             fn schema_name() -> Cow<'static, str> {
-                Cow::Borrowed($schema_name)
+                Cow::Borrowed(stringify!($type))
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
                 json_schema!({
@@ -56,8 +69,7 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
 }
 
 /// A node name: a DNS-1123 subdomain, as Kubernetes requires of Node objects.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeName(String);
 
 impl NodeName {
@@ -86,12 +98,11 @@ impl fmt::Display for NodeName {
     }
 }
 
-string_type!(NodeName, "NodeName", "A DNS-1123 subdomain: lowercase letters, digits, '-' and '.'.",
+string_type!(NodeName, "a node name (a DNS-1123 subdomain such as node-1)", "A DNS-1123 subdomain: lowercase letters, digits, '-' and '.'.",
     "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", "maxLength": 253);
 
 /// A DNS domain such as the cluster's `cluster.local`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsDomain(String);
 
 impl DnsDomain {
@@ -132,8 +143,7 @@ string_type!(
 );
 
 /// A host's IP address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address(pub IpAddr);
 
 impl FromStr for Address {
@@ -151,11 +161,10 @@ impl fmt::Display for Address {
     }
 }
 
-string_type!(Address, "Address", "An IPv4 or IPv6 address.");
+string_type!(Address, "an IP address", "An IPv4 or IPv6 address.");
 
 /// A network in CIDR notation, with no host bits set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr(pub IpNet);
 
 impl FromStr for Cidr {
@@ -187,8 +196,7 @@ string_type!(
 );
 
 /// A Kubernetes release, `vMAJOR.MINOR.PATCH`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KubernetesVersion {
     pub major: u32,
     pub minor: u32,
@@ -247,7 +255,7 @@ impl fmt::Display for KubernetesVersion {
     }
 }
 
-string_type!(KubernetesVersion, "KubernetesVersion", "A Kubernetes release such as v1.30.2.",
+string_type!(KubernetesVersion, "a Kubernetes version written as a string, such as v1.30.2", "A Kubernetes release such as v1.30.2.",
     "pattern": "^v?[0-9]+\\.[0-9]+\\.[0-9]+$");
 
 /// `host[:port]`, where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
@@ -282,8 +290,7 @@ fn format_host(host: &str) -> String {
 }
 
 /// The control-plane endpoint: a load balancer or DNS name in front of the API servers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -325,8 +332,7 @@ string_type!(
 );
 
 /// One hop of an SSH jump chain, `[user@]host[:port]`, as in OpenSSH's ProxyJump.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpHost {
     pub user: Option<String>,
     pub host: String,
