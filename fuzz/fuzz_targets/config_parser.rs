@@ -26,7 +26,9 @@ fn yaml_lines(text: &str) -> usize {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let lines = yaml_lines(text);
     match config::parse(&Source::new("fuzz.yaml", text)) {
         Ok(_) => {}
@@ -35,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
             for error in errors {
                 if let Some(position) = error.position {
                     // libyaml reports end-of-input one line past the last.
-                    assert!(position.line <= lines + 1, "{error} (text has {lines} lines)");
+                    assert!(
+                        position.line <= lines + 1,
+                        "{error} (text has {lines} lines)"
+                    );
                 }
             }
         }

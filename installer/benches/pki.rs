@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kinit::config::{self, Cluster};
 use kinit::ops::certs;
 use kinit::yaml::Source;
@@ -19,13 +19,23 @@ fn cluster(key_algorithm: &str) -> Cluster {
         "apiVersion: kinit.io/v1alpha1\nkind: Cluster\nmetadata: {name: bench}\nkubernetesVersion: v1.30.2\nhosts:\n",
     );
     for i in 1..=3 {
-        writeln!(text, "  - {{name: cp{i}, address: 10.0.0.{i}, roles: [control-plane]}}").unwrap();
+        writeln!(
+            text,
+            "  - {{name: cp{i}, address: 10.0.0.{i}, roles: [control-plane]}}"
+        )
+        .unwrap();
     }
     for i in 1..=100 {
-        writeln!(text, "  - {{name: node{i}, address: 10.0.1.{i}, roles: [worker]}}").unwrap();
+        writeln!(
+            text,
+            "  - {{name: node{i}, address: 10.0.1.{i}, roles: [worker]}}"
+        )
+        .unwrap();
     }
     writeln!(text, "certificates: {{keyAlgorithm: {key_algorithm}}}").unwrap();
-    config::parse(&Source::new("bench.yaml", text)).expect("valid").0
+    config::parse(&Source::new("bench.yaml", text))
+        .expect("valid")
+        .0
 }
 
 fn full_pki(c: &mut Criterion) {
@@ -39,7 +49,13 @@ fn full_pki(c: &mut Criterion) {
             b.iter_batched(
                 || tempfile::tempdir().unwrap(),
                 |dir| {
-                    let outcomes = certs::generate(&cluster, dir.path(), &Placement::Cluster, OffsetDateTime::now_utc()).unwrap();
+                    let outcomes = certs::generate(
+                        &cluster,
+                        dir.path(),
+                        &Placement::Cluster,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .unwrap();
                     black_box(outcomes);
                     dir
                 },
@@ -50,9 +66,25 @@ fn full_pki(c: &mut Criterion) {
     group.sample_size(20);
     let cluster = cluster("ecdsa-p256");
     let dir = tempfile::tempdir().unwrap();
-    certs::generate(&cluster, dir.path(), &Placement::Cluster, OffsetDateTime::now_utc()).unwrap();
+    certs::generate(
+        &cluster,
+        dir.path(),
+        &Placement::Cluster,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     group.bench_function("unchanged-rerun/ecdsa-p256", |b| {
-        b.iter(|| black_box(certs::generate(&cluster, dir.path(), &Placement::Cluster, OffsetDateTime::now_utc()).unwrap()))
+        b.iter(|| {
+            black_box(
+                certs::generate(
+                    &cluster,
+                    dir.path(),
+                    &Placement::Cluster,
+                    OffsetDateTime::now_utc(),
+                )
+                .unwrap(),
+            )
+        })
     });
     group.finish();
 }
