@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod kubeconfig;
+pub mod lab;
 pub mod ops;
 pub mod state;
 pub mod topology;

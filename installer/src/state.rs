@@ -4,6 +4,30 @@
 
 use std::path::{Path, PathBuf};
 
+/// kinit's own directory for the operator: `$KINIT_HOME`, else `~/.kinit`. It holds kinit's
+/// known_hosts and the labs.
+pub fn kinit_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("KINIT_HOME") {
+        return PathBuf::from(home);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".kinit")
+}
+
+/// Where expensive products (node images, Kubernetes builds, bundles) are cached, keyed by
+/// their inputs: `$KINIT_CACHE`, else `/var/cache/kinit` for root and `~/.cache/kinit` for others.
+pub fn cache_dir() -> PathBuf {
+    if let Some(cache) = std::env::var_os("KINIT_CACHE") {
+        return PathBuf::from(cache);
+    }
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if home != Path::new("/root") => home.join(".cache/kinit"),
+        _ => PathBuf::from("/var/cache/kinit"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,

@@ -87,6 +87,10 @@ pub struct Ssh {
     /// Jump hosts, outermost first, as OpenSSH's ProxyJump: `[user@]host[:port]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jump: Vec<JumpHost>,
+    /// A known_hosts file trusted in addition to kinit's own (`~/.kinit/known_hosts`) and the
+    /// user's (`~/.ssh/known_hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 /// What a host does in the cluster.

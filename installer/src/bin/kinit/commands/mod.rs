@@ -2,6 +2,7 @@
 
 mod certs;
 mod config;
+mod lab;
 mod token;
 
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ pub enum Command {
     /// Bootstrap tokens for joining nodes.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// A lab of real hosts on this machine: systemd + sshd node containers.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -29,6 +33,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(command) => config::run(command),
         Command::Certs(command) => certs::run(command),
         Command::Token(command) => token::run(command),
+        Command::Lab(command) => lab::run(command),
     }
 }
 
