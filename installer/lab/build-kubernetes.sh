@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes server binaries from Debian bookworm's `kubernetes` source package with
-# Debian's Go, offline. Run by `kinit bundle create --source lab`; the caller caches the output
-# directory keyed by the source tarball's checksum and the stamped version, so this runs once
-# per machine and version.
+# Builds the Kubernetes server binaries from Debian bookworm's `kubernetes` source package
+# (the complete upstream v1.20.2 tree with vendor/) with Debian's Go, offline. Run by
+# `kinit bundle create --source lab`, which caches the output per source checksum and version.
 #
-# usage: build-kubernetes.sh SOURCE_TARBALL OUT_DIR VERSION
-#   VERSION is stamped into the binaries (`--version`); the source is v1.20.2, and a different
-#   patch version is only used to test upgrades between two builds of the same source.
+# usage: build-kubernetes.sh SOURCE_TARBALL TREE OUT_DIR VERSION
+#   TREE     where the source is unpacked; kept between builds, so that Go's build cache
+#            (inside it) makes a second build of another VERSION mostly a relink
+#   VERSION  stamped into the binaries and `--version`; the source is v1.20.2, and another
+#            patch version is only used to test upgrades between two builds of the same source
 set -euo pipefail
-tarball=$1 out=$2 version=$3
+tarball=$1 tree=$2 out=$3 version=$4
 
 export PATH=/usr/lib/go-1.19/bin:$PATH
-command -v go >/dev/null || { echo "go 1.19 not found: apt-get install golang-1.19-go rsync" >&2; exit 1; }
-command -v rsync >/dev/null || { echo "rsync not found: apt-get install rsync" >&2; exit 1; }
+command -v go >/dev/null || { echo "go 1.19 not found: apt-get install golang-1.19-go" >&2; exit 1; }
+for tool in make rsync; do
+  command -v $tool >/dev/null || { echo "$tool not found: apt-get install $tool" >&2; exit 1; }
+done
 
-work=$(mktemp -d "${out%/}.build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-tar -C "$work" -xzf "$tarball"
-src=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+if [[ ! -f $tree/.kinit-unpacked ]]; then
+  rm -rf "$tree"
+  mkdir -p "$tree"
+  tar -C "$tree" --strip-components=1 -xzf "$tarball"
+  touch "$tree/.kinit-unpacked"
+fi
 
-cd "$src"
-# Without a git checkout the build scripts read the version from these variables.
+cd "$tree"
+# Without a git checkout the build scripts take the version from these variables.
 export KUBE_GIT_VERSION=$version
 export KUBE_GIT_COMMIT=faecb196815e248d3ecfb03c680a4507229c2a56
 export KUBE_GIT_TREE_STATE=clean
@@ -28,17 +33,14 @@ export KUBE_GIT_MAJOR=1
 export KUBE_GIT_MINOR=20
 export CGO_ENABLED=0
 export GOFLAGS=-mod=vendor
-export GOCACHE=${GOCACHE:-/var/cache/kinit/go-build}
 export KUBE_BUILD_PLATFORMS=linux/amd64
-# Strip symbols: the binaries shrink by about 30 % and bundles with them.
-export GOLDFLAGS="-s -w"
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy cmd/kubeadm cmd/kubectl" >&2
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl)
+make WHAT="${binaries[*]/#/cmd/}" >&2
 
-mkdir -p "$out.tmp"
-for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl; do
-  cp "_output/local/bin/linux/amd64/$b" "$out.tmp/$b"
+rm -rf "$out.partial"
+mkdir -p "$out.partial"
+for b in "${binaries[@]}"; do
+  cp "_output/local/bin/linux/amd64/$b" "$out.partial/$b"
 done
-# The pause source ships with the tree; the lab's pause image is built from it.
-cp build/pause/linux/pause.c "$out.tmp/pause.c"
 rm -rf "$out"
-mv "$out.tmp" "$out"
+mv "$out.partial" "$out"

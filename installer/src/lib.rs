@@ -2,6 +2,7 @@
 //! and the pieces they are built from. The `kinit` binary and the web console are thin front
 //! ends over [`ops`].
 
+pub mod bundle;
 pub mod config;
 pub mod kubeconfig;
 pub mod lab;

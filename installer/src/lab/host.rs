@@ -70,13 +70,22 @@ fn on_path(binary: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the Debian packages providing `binaries` that are missing.
+/// Installs the Debian packages providing the programs (names on PATH, or absolute paths)
+/// that are missing.
 pub fn ensure_packages(wanted: &[(&str, &str)]) -> Result<(), LabError> {
-    let missing: Vec<&str> = wanted
+    let present = |program: &str| {
+        if program.starts_with('/') {
+            Path::new(program).is_file()
+        } else {
+            on_path(program) || Path::new("/usr/sbin").join(program).is_file()
+        }
+    };
+    let mut missing: Vec<&str> = wanted
         .iter()
-        .filter(|(binary, _)| !on_path(binary) && !Path::new("/usr/sbin").join(binary).is_file())
+        .filter(|(program, _)| !present(program))
         .map(|(_, package)| *package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

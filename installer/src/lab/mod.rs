@@ -24,6 +24,12 @@ use serde::{Deserialize, Serialize};
 pub use docker::Docker;
 pub use image::node_image;
 
+/// Installs the Debian packages providing missing programs (`(program, package)` pairs), as
+/// root; otherwise says which to install.
+pub fn ensure_host_packages(wanted: &[(&str, &str)]) -> Result<(), LabError> {
+    host::ensure_packages(wanted)
+}
+
 use crate::config::{self, KubernetesVersion, Role};
 use crate::state;
 
@@ -192,6 +198,22 @@ impl Lab {
                         .join(", ")
                 ))
             })
+    }
+
+    /// Makes sure the machine can run nodes and the node image exists; returns its tag.
+    pub fn prepare_node_image() -> Result<String, LabError> {
+        host::ensure_packages(&[("debootstrap", "debootstrap")])?;
+        let docker = Docker::new();
+        let record_path = Lab::host_record_file();
+        let mut record = host::HostRecord::load(&record_path)?;
+        if host::ensure_docker_daemon(&docker)? {
+            record.started_dockerd = true;
+        }
+        record
+            .cgroup_mounts
+            .extend(host::mount_cgroup_controllers()?);
+        record.save(&record_path)?;
+        image::ensure_node_image(&docker, &state::cache_dir())
     }
 
     /// Creates the lab or brings it to `options.nodes` running nodes. Safe to re-run.

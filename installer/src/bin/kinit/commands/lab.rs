@@ -67,6 +67,8 @@ pub enum LabCommand {
         lab: LabName,
         node: String,
     },
+    /// Build the node image if needed and print its docker tag (used by vagrant/Vagrantfile).
+    Image,
     /// Remove the lab: containers, volumes, network and files. The last lab to go also
     /// restores the machine's kernel settings and stops the docker daemon kinit started.
     Down {
@@ -140,6 +142,10 @@ pub fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Start { lab, node } => {
             Lab::new(&lab.name)?.start(&node)?;
             println!("{node} is running");
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Image => {
+            println!("{}", Lab::prepare_node_image()?);
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Down { lab } => {

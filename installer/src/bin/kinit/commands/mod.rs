@@ -1,5 +1,6 @@
 //! One module per command group, each with its arguments and a `run` that calls the library.
 
+mod bundle;
 mod certs;
 mod config;
 mod lab;
@@ -23,6 +24,9 @@ pub enum Command {
     /// Bootstrap tokens for joining nodes.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Offline bundles: every binary and image kinit installs, with checksums.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// A lab of real hosts on this machine: systemd + sshd node containers.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -34,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Certs(command) => certs::run(command),
         Command::Token(command) => token::run(command),
         Command::Lab(command) => lab::run(command),
+        Command::Bundle(command) => bundle::run(command),
     }
 }
 
