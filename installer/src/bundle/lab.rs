@@ -410,7 +410,7 @@ pub fn bundle(cache: &Path, version: KubernetesVersion) -> Result<PathBuf, Bundl
     let key = cache_key(&artifacts);
     let path = cache
         .join("bundles")
-        .join(format!("kinit-{version}-lab-{key}.tar.zst"));
+        .join(format!("kinit-{version}-lab-{key}.tar"));
     if path.is_file() {
         return Ok(path);
     }

@@ -1,10 +1,13 @@
 //! Offline bundles: one file that carries every binary and image kinit installs, with a
 //! manifest of their names, versions, sizes, checksums and origins.
 //!
-//! A bundle is a tar stream, compressed with zstd (gzip and plain tar are read too), whose
-//! first entry is `manifest.json`. Verification streams every entry through SHA-256 and
-//! compares it with the manifest, so a corrupted or truncated bundle is rejected with the name
-//! of the bad entry, and never needs to be unpacked to be checked.
+//! A bundle is a plain tar file. Its first entry is `manifest.json`, its second
+//! `manifest.json.sha256`; then comes every artifact, each compressed on its own with zstd
+//! (`bin/kubelet.zst`). The manifest records each entry's checksum both as stored and as
+//! installed. Verification covers every byte of the file: stored checksums catch any change to
+//! an entry (including bits a decompressor would silently ignore), tar header checksums cover
+//! the headers, and the padding between entries must be zero. So a corrupted or truncated
+//! bundle is rejected with the name of the bad entry, without unpacking it.
 
 mod image;
 pub mod lab;
@@ -14,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +26,9 @@ use sha2::{Digest, Sha256};
 pub use image::{DockerArchive, ImageFile};
 
 pub const MANIFEST: &str = "manifest.json";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+pub const MANIFEST_CHECKSUM: &str = "manifest.json.sha256";
+const BLOCK: u64 = 512;
 
 /// What an entry is, which decides where it is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,11 +57,16 @@ impl fmt::Display for Kind {
 pub struct Entry {
     /// The component: `kube-apiserver`, `bridge`, or an image reference such as `k8s.gcr.io/pause:3.2`.
     pub name: String,
-    /// Path inside the bundle.
+    /// Path of the installed file, relative to an unpacked bundle (`bin/kubelet`).
     pub path: String,
+    /// Path of the compressed entry inside the bundle (`bin/kubelet.zst`).
+    pub stored_path: String,
+    pub stored_sha256: String,
+    pub stored_size: u64,
     pub kind: Kind,
     pub version: String,
     pub architecture: String,
+    /// Checksum and size of the installed (uncompressed) file.
     pub sha256: String,
     pub size: u64,
     /// Where it came from: a download URL, a Debian package, a local build.
@@ -251,19 +262,41 @@ impl Write for HashWriter<'_> {
     }
 }
 
-/// Writes a bundle of `artifacts` to `output` (zstd-compressed tar), atomically.
+/// Writes a bundle of `artifacts` to `output`, atomically.
 pub fn create(
     output: &Path,
     artifacts: &[Artifact],
     kubernetes_version: &str,
     source: &str,
 ) -> Result<Manifest, BundleError> {
+    let mut paths: Vec<String> = artifacts.iter().map(Artifact::bundle_path).collect();
+    paths.sort_unstable();
+    if let Some(pair) = paths.windows(2).find(|w| w[0] == w[1]) {
+        return Err(BundleError::Source(format!(
+            "two artifacts would be stored as {}",
+            pair[0]
+        )));
+    }
+    if let Some(parent) = output.parent() {
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    // Entries are compressed first: the manifest that leads the bundle records their checksums.
+    let scratch = tempfile::Builder::new()
+        .prefix(".kinit-bundle-")
+        .tempdir_in(output.parent().unwrap_or(Path::new(".")))
+        .map_err(io_error(output))?;
     let mut entries = Vec::new();
-    for artifact in artifacts {
-        let (sha256, size) = sha256_file(&artifact.file)?;
+    for (index, artifact) in artifacts.iter().enumerate() {
+        let compressed = scratch.path().join(format!("{index}.zst"));
+        let (sha256, size) = compress(&artifact.file, &compressed)?;
+        let (stored_sha256, stored_size) = sha256_file(&compressed)?;
+        let path = artifact.bundle_path();
         entries.push(Entry {
             name: artifact.name.clone(),
-            path: artifact.bundle_path(),
+            stored_path: format!("{path}.zst"),
+            path,
+            stored_sha256,
+            stored_size,
             kind: artifact.kind,
             version: artifact.version.clone(),
             architecture: "amd64".into(),
@@ -271,14 +304,6 @@ pub fn create(
             size,
             source: artifact.source.clone(),
         });
-    }
-    let mut paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-    paths.sort_unstable();
-    if let Some(pair) = paths.windows(2).find(|w| w[0] == w[1]) {
-        return Err(BundleError::Source(format!(
-            "two artifacts would be stored as {}",
-            pair[0]
-        )));
     }
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -292,39 +317,49 @@ pub fn create(
     };
 
     let partial = output.with_extension("partial");
-    if let Some(parent) = output.parent() {
-        fs::create_dir_all(parent).map_err(io_error(parent))?;
-    }
-    let file = File::create(&partial).map_err(io_error(&partial))?;
-    let mut encoder = zstd::Encoder::new(file, 3).map_err(io_error(&partial))?;
-    encoder.include_checksum(true).map_err(io_error(&partial))?;
-    // Both cores: compression dominates the time of building a bundle.
-    encoder
-        .multithread(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
-        .map_err(io_error(&partial))?;
-    let mut builder = tar::Builder::new(encoder);
+    let mut builder = tar::Builder::new(File::create(&partial).map_err(io_error(&partial))?);
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("serialisable");
-    let mut header = tar_header(manifest_json.len() as u64, 0o644);
-    builder
-        .append_data(&mut header, MANIFEST, manifest_json.as_slice())
-        .map_err(io_error(&partial))?;
-    for (artifact, entry) in artifacts.iter().zip(&manifest.entries) {
-        let file = File::open(&artifact.file).map_err(io_error(&artifact.file))?;
-        let mode = if entry.kind == Kind::Image {
-            0o644
-        } else {
-            0o755
-        };
-        let mut header = tar_header(entry.size, mode);
+    let manifest_sum = format!(
+        "{}  {MANIFEST}\n",
+        hex::encode(Sha256::digest(&manifest_json))
+    );
+    for (name, bytes) in [
+        (MANIFEST, manifest_json.as_slice()),
+        (MANIFEST_CHECKSUM, manifest_sum.as_bytes()),
+    ] {
+        let mut header = tar_header(bytes.len() as u64, 0o644);
         builder
-            .append_data(&mut header, &entry.path, file)
-            .map_err(io_error(&artifact.file))?;
+            .append_data(&mut header, name, bytes)
+            .map_err(io_error(&partial))?;
     }
-    let encoder = builder.into_inner().map_err(io_error(&partial))?;
-    let file = encoder.finish().map_err(io_error(&partial))?;
+    for (index, entry) in manifest.entries.iter().enumerate() {
+        let compressed = scratch.path().join(format!("{index}.zst"));
+        let file = File::open(&compressed).map_err(io_error(&compressed))?;
+        let mut header = tar_header(entry.stored_size, 0o644);
+        builder
+            .append_data(&mut header, &entry.stored_path, file)
+            .map_err(io_error(&compressed))?;
+    }
+    let file = builder.into_inner().map_err(io_error(&partial))?;
     file.sync_all().map_err(io_error(&partial))?;
     fs::rename(&partial, output).map_err(io_error(output))?;
     Ok(manifest)
+}
+
+/// Compresses `input` into `output` with zstd; returns the input's checksum and size.
+fn compress(input: &Path, output: &Path) -> Result<(String, u64), BundleError> {
+    let mut reader = File::open(input).map_err(io_error(input))?;
+    let file = File::create(output).map_err(io_error(output))?;
+    let mut encoder = zstd::Encoder::new(file, 3).map_err(io_error(output))?;
+    encoder.include_checksum(true).map_err(io_error(output))?;
+    // Both cores: compression dominates the time of building a bundle.
+    encoder
+        .multithread(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+        .map_err(io_error(output))?;
+    let mut hash = Sha256::new();
+    let size = copy_hashing(&mut reader, &mut encoder, &mut hash).map_err(io_error(input))?;
+    encoder.finish().map_err(io_error(output))?;
+    Ok((hex::encode(hash.finalize()), size))
 }
 
 /// A header with fixed owner and time, so equal inputs give equal bundles.
@@ -339,66 +374,58 @@ fn tar_header(size: u64, mode: u32) -> tar::Header {
     header
 }
 
-/// Opens a bundle's tar stream, whatever its compression.
-fn open_stream(bundle: &Path) -> Result<Box<dyn Read>, BundleError> {
-    let mut file = BufReader::new(File::open(bundle).map_err(io_error(bundle))?);
-    let mut magic = [0u8; 4];
-    let read = read_up_to(&mut file, &mut magic).map_err(io_error(bundle))?;
-    let head = io::Cursor::new(magic[..read].to_vec()).chain(file);
-    Ok(match magic {
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(head).map_err(io_error(bundle))?),
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(head)),
-        _ => Box::new(head),
-    })
+fn open(bundle: &Path) -> Result<tar::Archive<BufReader<File>>, BundleError> {
+    Ok(tar::Archive::new(BufReader::new(
+        File::open(bundle).map_err(io_error(bundle))?,
+    )))
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
-/// Reads a bundle's manifest (its first entry) without reading the rest.
+/// Reads a bundle's manifest (its first two entries) without reading the rest.
 pub fn read_manifest(bundle: &Path) -> Result<Manifest, BundleError> {
     let invalid = |message: String| BundleError::Invalid {
         bundle: bundle.to_owned(),
         message,
     };
-    let mut archive = tar::Archive::new(open_stream(bundle)?);
+    let bad = |entry: &str, message: String| BundleError::BadEntry {
+        bundle: bundle.to_owned(),
+        entry: entry.to_owned(),
+        message,
+    };
+    let mut archive = open(bundle)?;
     let mut entries = archive
         .entries()
         .map_err(|e| invalid(format!("not a bundle: {e}")))?;
-    let mut first = entries
-        .next()
-        .ok_or_else(|| invalid("empty: no manifest.json".into()))?
-        .map_err(|e| invalid(format!("not a bundle: {e}")))?;
-    let path = first
-        .path()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if path != MANIFEST {
-        return Err(invalid(format!(
-            "not a bundle: its first entry is {path:?}, not {MANIFEST}"
-        )));
+    let mut read_entry = |expected: &str| -> Result<Vec<u8>, BundleError> {
+        let mut entry = entries
+            .next()
+            .ok_or_else(|| invalid(format!("not a bundle: no {expected}")))?
+            .map_err(|e| bad(expected, format!("not readable: {e}")))?;
+        let path = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path != expected {
+            return Err(invalid(format!(
+                "not a bundle: found {path:?} where {expected} belongs"
+            )));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(expected, format!("truncated or damaged: {e}")))?;
+        Ok(bytes)
+    };
+    let text = read_entry(MANIFEST)?;
+    let sum = read_entry(MANIFEST_CHECKSUM)?;
+    let digest = hex::encode(Sha256::digest(&text));
+    if String::from_utf8_lossy(&sum).split_whitespace().next() != Some(digest.as_str()) {
+        return Err(bad(
+            MANIFEST,
+            format!("damaged: its sha256 is {digest}, {MANIFEST_CHECKSUM} says otherwise"),
+        ));
     }
-    let mut text = Vec::new();
-    first
-        .read_to_end(&mut text)
-        .map_err(|e| BundleError::BadEntry {
-            bundle: bundle.to_owned(),
-            entry: MANIFEST.into(),
-            message: e.to_string(),
-        })?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| BundleError::BadEntry {
-        bundle: bundle.to_owned(),
-        entry: MANIFEST.into(),
-        message: format!("unreadable: {e}"),
-    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| bad(MANIFEST, format!("unreadable: {e}")))?;
     if manifest.format_version != FORMAT_VERSION {
         return Err(invalid(format!(
             "bundle format {} is not supported by this kinit (format {FORMAT_VERSION}); use a matching kinit",
@@ -408,117 +435,182 @@ pub fn read_manifest(bundle: &Path) -> Result<Manifest, BundleError> {
     Ok(manifest)
 }
 
-/// Checks every entry against the manifest; optionally extracts the entries into `into`
-/// (each written to a temporary name and renamed only once its checksum matched).
+/// Checks every byte of a bundle: each entry's stored checksum and size, the order and
+/// completeness of entries, and the zero padding tar puts between and after them. With
+/// `into`, also decompresses each entry there, checking the installed checksum, writing to a
+/// temporary name and renaming only once it matched.
 fn walk(bundle: &Path, into: Option<&Path>) -> Result<Manifest, BundleError> {
     let manifest = read_manifest(bundle)?;
-    let expected: BTreeMap<&str, &Entry> = manifest
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
-    let mut seen = Vec::new();
     let bad = |entry: &str, message: String| BundleError::BadEntry {
         bundle: bundle.to_owned(),
         entry: entry.to_owned(),
         message,
     };
-    let mut stream = open_stream(bundle)?;
-    {
-        let mut archive = tar::Archive::new(&mut stream);
-        let mut previous = MANIFEST.to_owned();
-        let entries = archive
-            .entries()
-            .map_err(|e| bad(MANIFEST, e.to_string()))?;
-        for (index, item) in entries.enumerate() {
-            let mut item = item.map_err(|e| {
-                bad(
-                    &format!("after {previous}"),
-                    format!("damaged archive: {e}"),
-                )
-            })?;
-            let path = item
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .map_err(|e| bad(&format!("after {previous}"), e.to_string()))?;
-            if index == 0 {
-                continue;
-            }
-            let Some(entry) = expected.get(path.as_str()) else {
-                return Err(bad(&path, "not listed in the manifest".into()));
-            };
-            let mut hash = Sha256::new();
-            let target = into.map(|dir| dir.join(&path));
-            let size = match &target {
-                Some(target) => {
-                    let partial = target.with_extension("partial");
-                    if let Some(parent) = partial.parent() {
-                        fs::create_dir_all(parent).map_err(io_error(parent))?;
-                    }
-                    let mut file = File::create(&partial).map_err(io_error(&partial))?;
-                    let size = copy_hashing(&mut item, &mut file, &mut hash)
-                        .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?;
-                    drop(file);
-                    size
-                }
-                None => copy_hashing(&mut item, &mut io::sink(), &mut hash)
-                    .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?,
-            };
-            let digest = hex::encode(hash.finalize());
-            if size != entry.size {
-                return Err(bad(
-                    &path,
-                    format!("{size} bytes, the manifest says {}", entry.size),
-                ));
-            }
-            if digest != entry.sha256 {
-                return Err(bad(
-                    &path,
-                    format!("sha256 {digest}, the manifest says {}", entry.sha256),
-                ));
-            }
-            if let Some(target) = target {
+    // Where each entry's data ends in the file, for the padding check.
+    let mut data_ends: Vec<(String, u64)> = Vec::new();
+    let mut expected = [MANIFEST, MANIFEST_CHECKSUM]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(manifest.entries.iter().map(|e| e.stored_path.clone()));
+    let mut archive = open(bundle)?;
+    let mut previous = String::from("the start of the bundle");
+    let items = archive
+        .entries()
+        .map_err(|e| bad(MANIFEST, e.to_string()))?;
+    for item in items {
+        let mut item = item.map_err(|e| {
+            bad(
+                &format!("after {previous}"),
+                format!("damaged archive: {e}"),
+            )
+        })?;
+        let path = item
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| bad(&format!("after {previous}"), e.to_string()))?;
+        let Some(wanted) = expected.next() else {
+            return Err(bad(&path, "not listed in the manifest".into()));
+        };
+        if path != wanted {
+            return Err(bad(
+                &wanted,
+                format!("expected here, found {path:?} (damaged or reordered)"),
+            ));
+        }
+        let entry = manifest.entries.iter().find(|e| e.stored_path == path);
+        let position = item.raw_file_position();
+        let mut stored = Sha256::new();
+        match (entry, into) {
+            (Some(entry), Some(dir)) => {
+                let target = dir.join(&entry.path);
                 let partial = target.with_extension("partial");
+                if let Some(parent) = partial.parent() {
+                    fs::create_dir_all(parent).map_err(io_error(parent))?;
+                }
+                let mut file = File::create(&partial).map_err(io_error(&partial))?;
+                let mut content = Sha256::new();
+                let tee = HashReader {
+                    inner: &mut item,
+                    hash: &mut stored,
+                    read: 0,
+                };
+                let mut decoder = zstd::Decoder::new(tee).map_err(|e| bad(&path, e.to_string()))?;
+                let size = copy_hashing(&mut decoder, &mut file, &mut content)
+                    .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?;
+                // Read the stored bytes to their end, whatever the decoder needed; bytes the
+                // decoder buffered were hashed when the buffer was filled.
+                let mut tee = decoder.finish().into_inner();
+                io::copy(&mut tee, &mut io::sink())
+                    .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?;
+                let stored_size = tee.read;
+                check_stored(bundle, entry, stored, stored_size)?;
+                let digest = hex::encode(content.finalize());
+                if size != entry.size || digest != entry.sha256 {
+                    return Err(bad(
+                        &path,
+                        format!(
+                            "unpacks to {size} bytes with sha256 {digest}, the manifest says {} and {}",
+                            entry.size, entry.sha256
+                        ),
+                    ));
+                }
+                use std::os::unix::fs::PermissionsExt;
                 let mode = if entry.kind == Kind::Image {
                     0o644
                 } else {
                     0o755
                 };
-                use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(&partial, fs::Permissions::from_mode(mode))
                     .map_err(io_error(&partial))?;
                 fs::rename(&partial, &target).map_err(io_error(&target))?;
             }
-            seen.push(path.clone());
-            previous = path;
+            (Some(entry), None) => {
+                let size = copy_hashing(&mut item, &mut io::sink(), &mut stored)
+                    .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?;
+                check_stored(bundle, entry, stored, size)?;
+            }
+            (None, _) => {
+                // The manifest and its checksum were checked by read_manifest.
+                io::copy(&mut item, &mut io::sink())
+                    .map_err(|e| bad(&path, format!("truncated or damaged: {e}")))?;
+            }
         }
+        data_ends.push((path.clone(), position + item.header().size().unwrap_or(0)));
+        previous = path;
     }
-    // The tar reader stops at the end-of-archive marker; read on so that the compression
-    // layer checks its own trailer (zstd's content checksum) too.
-    io::copy(&mut stream, &mut io::sink()).map_err(|e| {
-        bad(
-            &format!(
-                "the end of the archive (after {})",
-                seen.last().map_or(MANIFEST, String::as_str)
-            ),
-            e.to_string(),
-        )
-    })?;
-    let missing: Vec<&str> = expected
-        .keys()
-        .filter(|p| !seen.iter().any(|s| s == *p))
-        .copied()
-        .collect();
-    if let Some(first) = missing.first() {
+    if let Some(missing) = expected.next() {
         return Err(bad(
-            first,
-            format!(
-                "missing from the archive (truncated?); {} entries missing in all",
-                missing.len()
-            ),
+            &missing,
+            "missing: the bundle ends before it (truncated?)".into(),
         ));
     }
+    check_padding(bundle, &data_ends)?;
     Ok(manifest)
+}
+
+fn check_stored(bundle: &Path, entry: &Entry, hash: Sha256, size: u64) -> Result<(), BundleError> {
+    let digest = hex::encode(hash.finalize());
+    if size != entry.stored_size || digest != entry.stored_sha256 {
+        return Err(BundleError::BadEntry {
+            bundle: bundle.to_owned(),
+            entry: entry.stored_path.clone(),
+            message: format!(
+                "damaged: {size} bytes with sha256 {digest}, the manifest says {} bytes with {}",
+                entry.stored_size, entry.stored_sha256
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// tar pads each entry's data to a 512-byte block and ends with zero blocks: every byte there
+/// must be zero, or the file was altered where no checksum would notice.
+fn check_padding(bundle: &Path, data_ends: &[(String, u64)]) -> Result<(), BundleError> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(bundle).map_err(io_error(bundle))?;
+    let length = file.metadata().map_err(io_error(bundle))?.len();
+    for (index, (entry, end)) in data_ends.iter().enumerate() {
+        let padded = end.div_ceil(BLOCK) * BLOCK;
+        // After the last entry, everything up to the end of the file is padding.
+        let until = if index + 1 == data_ends.len() {
+            length
+        } else {
+            padded
+        };
+        let mut zeros = vec![0u8; (until - end) as usize];
+        file.seek(SeekFrom::Start(*end)).map_err(io_error(bundle))?;
+        file.read_exact(&mut zeros).map_err(io_error(bundle))?;
+        if zeros.iter().any(|b| *b != 0) {
+            return Err(BundleError::BadEntry {
+                bundle: bundle.to_owned(),
+                entry: entry.clone(),
+                message: "damaged: the padding after its data is not zero".into(),
+            });
+        }
+    }
+    if length % BLOCK != 0 {
+        return Err(BundleError::Invalid {
+            bundle: bundle.to_owned(),
+            message: format!("{length} bytes is not a whole number of tar blocks (truncated?)"),
+        });
+    }
+    Ok(())
+}
+
+/// Hashes what passes through it, for checking an entry's stored bytes while decompressing.
+struct HashReader<'a, R> {
+    inner: R,
+    hash: &'a mut Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for HashReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 fn copy_hashing(from: &mut impl Read, to: &mut impl Write, hash: &mut Sha256) -> io::Result<u64> {
@@ -576,7 +668,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = tmp.path().join("b.tar.zst");
+        let bundle = tmp.path().join("b.tar");
         let made = create(&bundle, &artifacts(tmp.path()), "v1.20.2", "test").unwrap();
         assert_eq!(read_manifest(&bundle).unwrap(), made);
         assert_eq!(verify(&bundle).unwrap(), made);
@@ -591,13 +683,33 @@ mod tests {
     }
 
     #[test]
-    fn truncation_names_an_entry() {
+    fn every_byte_is_covered() {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = tmp.path().join("b.tar.zst");
+        let bundle = tmp.path().join("b.tar");
         create(&bundle, &artifacts(tmp.path()), "v1.20.2", "test").unwrap();
         let bytes = fs::read(&bundle).unwrap();
-        let cut = tmp.path().join("cut.tar.zst");
-        fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+        let damaged = tmp.path().join("damaged.tar");
+        // Every 97th byte, so headers, data, padding and the end blocks are all hit.
+        for at in (0..bytes.len()).step_by(97) {
+            let mut copy = bytes.clone();
+            copy[at] ^= 0x01;
+            fs::write(&damaged, &copy).unwrap();
+            assert!(
+                verify(&damaged).is_err(),
+                "a flipped bit at {at} of {} went unnoticed",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_names_an_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("b.tar");
+        create(&bundle, &artifacts(tmp.path()), "v1.20.2", "test").unwrap();
+        let bytes = fs::read(&bundle).unwrap();
+        let cut = tmp.path().join("cut.tar");
+        fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         let err = verify(&cut).unwrap_err().to_string();
         assert!(err.contains("entry "), "{err}");
     }

@@ -447,7 +447,7 @@ mod tests {
         );
 
         // The bundle made from them verifies.
-        let bundle = tmp.path().join("upstream.tar.zst");
+        let bundle = tmp.path().join("upstream.tar");
         super::super::create(&bundle, &artifacts, "v1.30.2", "upstream").unwrap();
         super::super::verify(&bundle).unwrap();
     }

@@ -5,4 +5,5 @@
 
 mod support;
 
+mod bundle_lab;
 mod lab_lifecycle;

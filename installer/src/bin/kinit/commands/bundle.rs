@@ -97,7 +97,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
                     let path = output.clone().unwrap_or_else(|| {
                         cache
                             .join("bundles")
-                            .join(format!("kinit-{kubernetes_version}-upstream.tar.zst"))
+                            .join(format!("kinit-{kubernetes_version}-upstream.tar"))
                     });
                     bundle::create(
                         &path,
@@ -114,7 +114,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
                     let path = output.clone().unwrap_or_else(|| {
                         cache
                             .join("bundles")
-                            .join(format!("kinit-{kubernetes_version}-directory.tar.zst"))
+                            .join(format!("kinit-{kubernetes_version}-directory.tar"))
                     });
                     bundle::create(
                         &path,
