@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod engine;
 pub mod kubeconfig;
 pub mod lab;
 pub mod ops;

@@ -3,3 +3,4 @@
 //! the engine.
 
 pub mod certs;
+pub mod inventory;

@@ -2,6 +2,7 @@
 //! they return; the work itself lives in the library.
 
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -4,6 +4,7 @@ mod bundle;
 mod certs;
 mod config;
 mod lab;
+mod play;
 mod token;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum Command {
     /// Bootstrap tokens for joining nodes.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Run a playbook on the hosts of a cluster configuration.
+    Play(play::PlayArgs),
     /// Offline bundles: every binary and image kinit installs, with checksums.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
@@ -39,6 +42,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token::run(command),
         Command::Lab(command) => lab::run(command),
         Command::Bundle(command) => bundle::run(command),
+        Command::Play(args) => play::run(args),
     }
 }
 
@@ -64,6 +68,79 @@ impl ConfigArg {
             eprintln!("warning: {warning}");
         }
         Ok(loaded)
+    }
+}
+
+/// How kinit reaches hosts: host-key policy and the secrets sudo and SSH may need.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// Pin unknown host keys on first use (recorded in ~/.kinit/known_hosts). Changed keys
+    /// are refused regardless.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Prompt for the sudo password of non-root users (asked once, never shown or logged).
+    #[arg(long, conflicts_with = "become_password_stdin")]
+    pub ask_become_pass: bool,
+    /// Read the sudo password from the first line of standard input.
+    #[arg(long)]
+    pub become_password_stdin: bool,
+    /// Prompt for an SSH password, tried after keys.
+    #[arg(long)]
+    pub ask_ssh_pass: bool,
+}
+
+impl AccessArgs {
+    pub fn ssh_options(&self) -> anyhow::Result<kinit::engine::transport::ssh::SshOptions> {
+        use kinit::engine::transport::Secret;
+        let password = if self.ask_ssh_pass {
+            Some(Secret::new(rpassword::prompt_password("SSH password: ")?))
+        } else {
+            None
+        };
+        let cache = std::sync::Mutex::new(std::collections::HashMap::<PathBuf, Secret>::new());
+        let passphrase: kinit::engine::transport::ssh::PassphraseSource =
+            std::sync::Arc::new(move |file: &std::path::Path| {
+                let mut cache = cache.lock().ok()?;
+                if let Some(known) = cache.get(file) {
+                    return Some(known.clone());
+                }
+                let secret = Secret::new(
+                    rpassword::prompt_password(format!("Passphrase for {}: ", file.display()))
+                        .ok()?,
+                );
+                cache.insert(file.to_owned(), secret.clone());
+                Some(secret)
+            });
+        Ok(kinit::engine::transport::ssh::SshOptions {
+            accept_new_host_keys: self.accept_new_host_keys,
+            password,
+            passphrase: Some(passphrase),
+            ..Default::default()
+        })
+    }
+
+    /// The sudo password, when asked for; read once, before any host is touched.
+    pub fn sudo_password(
+        &self,
+        _cluster: &kinit::config::Cluster,
+    ) -> anyhow::Result<Option<kinit::engine::transport::Secret>> {
+        use kinit::engine::transport::Secret;
+        if self.ask_become_pass {
+            return Ok(Some(Secret::new(rpassword::prompt_password(
+                "sudo password: ",
+            )?)));
+        }
+        if self.become_password_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+            anyhow::ensure!(
+                !password.is_empty(),
+                "--become-password-stdin: standard input held no password"
+            );
+            return Ok(Some(Secret::new(password)));
+        }
+        Ok(None)
     }
 }
 

@@ -1,0 +1,874 @@
+//! What tasks do on a host. Each module checks the host's state and changes only what
+//! differs, in as few round trips as it can (one for most; two for files too large to send
+//! just in case), and reports whether it changed anything. In a dry run it reports what it
+//! would change, with a unified diff for files, and changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::playbook::{
+    CommandArgs, CopyArgs, DirectoryArgs, FetchArgs, FileArgs, FileState, ModprobeArgs, Module,
+    ServiceState, SysctlArgs, SystemdArgs, TemplateArgs, UnarchiveArgs, WaitForArgs,
+};
+use super::probe::{self, TlsFiles, Url};
+use super::templates::Templates;
+use super::transport::{Output, Session, Stdin, TransportError, quote};
+
+/// Files up to this size travel with the check that decides whether they are needed.
+const INLINE_LIMIT: u64 = 256 * 1024;
+/// Files up to this size are diffed in dry runs.
+const DIFF_LIMIT: usize = 128 * 1024;
+
+/// What a module needs besides its arguments.
+pub struct ModuleContext<'a> {
+    pub session: &'a Session,
+    pub templates: &'a Templates,
+    pub context: &'a tera::Context,
+    /// Where relative local paths (`copy.src`, `unarchive.src`) are found.
+    pub files: &'a Path,
+    pub privileged: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub changed: bool,
+    pub message: Option<String>,
+    /// A unified diff, in dry runs.
+    pub diff: Option<String>,
+}
+
+impl Outcome {
+    fn ok() -> Outcome {
+        Outcome::default()
+    }
+
+    fn changed(message: impl Into<Option<String>>) -> Outcome {
+        Outcome {
+            changed: true,
+            message: message.into(),
+            diff: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ModuleContext<'_> {
+    async fn exec(&self, script: &str, stdin: Stdin) -> Result<Output, ModuleError> {
+        Ok(self.session.exec(script, stdin, self.privileged).await?)
+    }
+
+    /// Runs a script that must succeed; returns its standard output.
+    async fn exec_ok(&self, what: &str, script: &str, stdin: Stdin) -> Result<String, ModuleError> {
+        let output = self.exec(script, stdin).await?;
+        if output.success() {
+            Ok(output.stdout_text())
+        } else {
+            Err(failure(what, &output))
+        }
+    }
+
+    fn local(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.files.join(path)
+        }
+    }
+}
+
+/// A failed command: its exit code and the last lines of its standard error.
+pub fn failure(what: &str, output: &Output) -> ModuleError {
+    let status = match output.status {
+        Some(code) => format!("exit code {code}"),
+        None => "killed by a signal".into(),
+    };
+    let tail = output.stderr_tail(6);
+    let tail = if tail.is_empty() {
+        output
+            .stdout_text()
+            .lines()
+            .rev()
+            .take(6)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        tail
+    };
+    if tail.is_empty() {
+        ModuleError::Failed(format!("{what} failed ({status})"))
+    } else {
+        ModuleError::Failed(format!("{what} failed ({status}):\n{tail}"))
+    }
+}
+
+/// The owner, group and mode a file should have; `stat -c '%a %U %G'` of the target.
+struct Attributes {
+    mode: String,
+    owner: String,
+    group: String,
+}
+
+impl Attributes {
+    fn new(
+        mode: Option<&str>,
+        default_mode: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+        privileged: bool,
+    ) -> Result<Attributes, ModuleError> {
+        let mode = mode.unwrap_or(default_mode);
+        let digits = mode.trim_start_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        if digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(ModuleError::Failed(format!(
+                "mode {mode:?} is not an octal mode such as 0644"
+            )));
+        }
+        // An unprivileged task cannot give files away; it keeps the login user's ownership.
+        let default_owner = if privileged { "root" } else { "" };
+        Ok(Attributes {
+            mode: digits.to_owned(),
+            owner: owner.unwrap_or(default_owner).to_owned(),
+            group: group.or(owner).unwrap_or(default_owner).to_owned(),
+        })
+    }
+
+    /// Shell that compares `$meta` (from stat) and sets `ok_meta=1` when it matches.
+    fn compare(&self) -> String {
+        if self.owner.is_empty() {
+            format!("case \"$meta\" in '{} '*) ok_meta=1;; esac", self.mode)
+        } else {
+            format!(
+                "[ \"$meta\" = '{} {} {}' ] && ok_meta=1",
+                self.mode, self.owner, self.group
+            )
+        }
+    }
+
+    /// Shell that applies mode and owner to `$1`.
+    fn apply(&self, target: &str) -> String {
+        let mut script = format!("chmod {} {target}", self.mode);
+        if !self.owner.is_empty() {
+            script.push_str(&format!(
+                " && chown {}:{} {target}",
+                quote(&self.owner),
+                quote(&self.group)
+            ));
+        }
+        script
+    }
+}
+
+pub async fn run(module: &Module, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    match module {
+        Module::Template(args) => template(args, ctx).await,
+        Module::Copy(args) => copy(args, ctx).await,
+        Module::File(args) => file(args, ctx).await,
+        Module::Directory(args) => directory(args, ctx).await,
+        Module::Command(args) => command(args, ctx).await,
+        Module::Systemd(args) => systemd(args, ctx).await,
+        Module::Sysctl(args) => sysctl(args, ctx).await,
+        Module::Modprobe(args) => modprobe(args, ctx).await,
+        Module::WaitFor(args) => wait_for(args, ctx).await,
+        Module::Fetch(args) => fetch(args, ctx).await,
+        Module::Unarchive(args) => unarchive(args, ctx).await,
+    }
+}
+
+/// Where a file's content comes from.
+enum Content {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+async fn template(args: &TemplateArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let text = ctx
+        .templates
+        .render(&args.src, ctx.context)
+        .map_err(|e| ModuleError::Failed(e.to_string()))?;
+    let attributes = Attributes::new(
+        args.mode.as_deref(),
+        "0644",
+        args.owner.as_deref(),
+        args.group.as_deref(),
+        ctx.privileged,
+    )?;
+    put(
+        ctx,
+        &args.dest,
+        Content::Bytes(text.into_bytes()),
+        &attributes,
+    )
+    .await
+}
+
+async fn copy(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let content = match (&args.src, &args.content) {
+        (Some(src), None) => {
+            let path = ctx.local(src);
+            if !path.is_file() {
+                return Err(ModuleError::Failed(format!(
+                    "copy: {} does not exist here",
+                    path.display()
+                )));
+            }
+            Content::File(path)
+        }
+        (None, Some(content)) => Content::Bytes(content.clone().into_bytes()),
+        _ => {
+            return Err(ModuleError::Failed(
+                "copy needs exactly one of src and content".into(),
+            ));
+        }
+    };
+    let attributes = Attributes::new(
+        args.mode.as_deref(),
+        "0644",
+        args.owner.as_deref(),
+        args.group.as_deref(),
+        ctx.privileged,
+    )?;
+    put(ctx, &args.dest, content, &attributes).await
+}
+
+fn sha256_of(content: &Content) -> Result<(String, u64), ModuleError> {
+    match content {
+        Content::Bytes(bytes) => Ok((hex::encode(Sha256::digest(bytes)), bytes.len() as u64)),
+        Content::File(path) => {
+            crate::bundle::sha256_file(path).map_err(|e| ModuleError::Failed(e.to_string()))
+        }
+    }
+}
+
+/// Makes `dest` hold `content` with `attributes`: skipped when the host's copy already has
+/// the same SHA-256; otherwise streamed into a temporary file beside it, checked and renamed.
+async fn put(
+    ctx: &ModuleContext<'_>,
+    dest: &str,
+    content: Content,
+    attributes: &Attributes,
+) -> Result<Outcome, ModuleError> {
+    if !dest.starts_with('/') {
+        return Err(ModuleError::Failed(format!(
+            "dest {dest:?} must be an absolute path"
+        )));
+    }
+    let (want, size) = sha256_of(&content)?;
+    let q = quote(dest);
+    let check = format!(
+        "cur=$(sha256sum {q} 2>/dev/null | cut -d' ' -f1); meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n",
+        compare = attributes.compare()
+    );
+    let write = format!(
+        "set -e\ndir=$(dirname {q}); mkdir -p \"$dir\"\ntmp=$(mktemp \"$dir/.kinit.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\n\
+         cat > \"$tmp\"\ngot=$(sha256sum \"$tmp\" | cut -d' ' -f1)\n\
+         [ \"$got\" = {want} ] || {{ echo \"the copy arrived damaged: sha256 $got, expected {want}\" >&2; exit 3; }}\n\
+         {apply}\nmv -f \"$tmp\" {q}\ntrap - EXIT\necho kinit:changed\n",
+        apply = attributes.apply("\"$tmp\"")
+    );
+    let fix = format!("{}; echo kinit:changed:attributes", attributes.apply(&q));
+
+    if ctx.dry_run {
+        let state = ctx
+            .exec_ok(
+                "checking the file",
+                &format!("{check}echo \"$cur\"; echo \"${{ok_meta:-no}}\""),
+                Stdin::none(),
+            )
+            .await?;
+        let mut lines = state.lines();
+        let current = lines.next().unwrap_or_default().trim().to_owned();
+        let meta_ok = lines.next().unwrap_or_default().trim() == "1";
+        if current == want {
+            return Ok(if meta_ok {
+                Outcome::ok()
+            } else {
+                Outcome::changed(format!("{dest}: mode or owner would change"))
+            });
+        }
+        let new = match &content {
+            Content::Bytes(bytes) => bytes.clone(),
+            Content::File(path) if size as usize <= DIFF_LIMIT => {
+                std::fs::read(path).map_err(|e| ModuleError::Failed(e.to_string()))?
+            }
+            Content::File(_) => Vec::new(),
+        };
+        let old = if current.is_empty() {
+            Vec::new()
+        } else {
+            ctx.exec_ok(
+                "reading the file",
+                &format!("head -c {} {q}", DIFF_LIMIT + 1),
+                Stdin::none(),
+            )
+            .await?
+            .into_bytes()
+        };
+        let diff = text_diff(dest, &old, &new, current.is_empty(), size as usize);
+        return Ok(Outcome {
+            changed: true,
+            message: Some(if current.is_empty() {
+                format!("{dest} would be created")
+            } else {
+                format!("{dest} would change")
+            }),
+            diff: Some(diff),
+        });
+    }
+
+    if size <= INLINE_LIMIT {
+        let bytes = match content {
+            Content::Bytes(bytes) => bytes,
+            Content::File(path) => std::fs::read(&path)
+                .map_err(|e| ModuleError::Failed(format!("{}: {e}", path.display())))?,
+        };
+        let script = format!(
+            "{check}if [ \"$cur\" = {want} ]; then cat >/dev/null; if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; exit 0; fi\n{write}"
+        );
+        let out = ctx
+            .exec_ok(&format!("writing {dest}"), &script, Stdin::bytes(bytes))
+            .await?;
+        return Ok(if out.contains("kinit:changed") {
+            Outcome::changed(None)
+        } else {
+            Outcome::ok()
+        });
+    }
+    // Large: ask first, send only when needed.
+    let state = ctx
+        .exec_ok(
+            "checking the file",
+            &format!("{check}if [ \"$cur\" = {want} ]; then if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; else echo kinit:send; fi"),
+            Stdin::none(),
+        )
+        .await?;
+    if state.contains("kinit:ok") {
+        return Ok(Outcome::ok());
+    }
+    if state.contains("kinit:changed") {
+        return Ok(Outcome::changed(None));
+    }
+    let stdin = match content {
+        Content::Bytes(bytes) => Stdin::bytes(bytes),
+        Content::File(path) => Stdin::file(path),
+    };
+    ctx.exec_ok(&format!("writing {dest}"), &write, stdin)
+        .await?;
+    Ok(Outcome::changed(None))
+}
+
+fn text_diff(dest: &str, old: &[u8], new: &[u8], created: bool, size: usize) -> String {
+    let printable = |b: &[u8]| std::str::from_utf8(b).is_ok() && !b.contains(&0);
+    if new.is_empty() && size > 0 || !printable(old) || !printable(new) || old.len() > DIFF_LIMIT {
+        return format!(
+            "Binary or large file {dest} {} ({size} bytes)\n",
+            if created {
+                "would be created"
+            } else {
+                "differs"
+            }
+        );
+    }
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let from = if created {
+        "/dev/null".to_owned()
+    } else {
+        format!("a{dest}")
+    };
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&from, &format!("b{dest}"))
+        .to_string()
+}
+
+async fn file(args: &FileArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let q = quote(&args.path);
+    match args.state.unwrap_or(FileState::Present) {
+        FileState::Absent => {
+            let test = format!("if [ -e {q} ] || [ -L {q} ]; then echo present; fi");
+            if ctx.dry_run {
+                let out = ctx
+                    .exec_ok("checking the file", &test, Stdin::none())
+                    .await?;
+                return Ok(if out.contains("present") {
+                    Outcome::changed(format!("{} would be removed", args.path))
+                } else {
+                    Outcome::ok()
+                });
+            }
+            let out = ctx
+                .exec_ok(
+                    &format!("removing {}", args.path),
+                    &format!(
+                        "if [ -e {q} ] || [ -L {q} ]; then rm -rf {q}; echo kinit:changed; fi"
+                    ),
+                    Stdin::none(),
+                )
+                .await?;
+            Ok(if out.contains("kinit:changed") {
+                Outcome::changed(None)
+            } else {
+                Outcome::ok()
+            })
+        }
+        FileState::Present => {
+            let attributes = Attributes::new(
+                args.mode.as_deref(),
+                "0644",
+                args.owner.as_deref(),
+                args.group.as_deref(),
+                ctx.privileged,
+            )?;
+            let script = format!(
+                "meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n\
+                 if [ -e {q} ] && [ -n \"$ok_meta\" ]; then echo kinit:ok; exit 0; fi\n{dry}\
+                 [ -e {q} ] || {{ mkdir -p \"$(dirname {q})\" && : > {q}; }}\n{apply}\necho kinit:changed",
+                compare = attributes.compare(),
+                dry = if ctx.dry_run {
+                    "echo kinit:would; exit 0\n"
+                } else {
+                    ""
+                },
+                apply = attributes.apply(&q)
+            );
+            let out = ctx
+                .exec_ok(&format!("ensuring {}", args.path), &script, Stdin::none())
+                .await?;
+            Ok(if out.contains("kinit:ok") {
+                Outcome::ok()
+            } else {
+                Outcome::changed(None)
+            })
+        }
+    }
+}
+
+async fn directory(args: &DirectoryArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let attributes = Attributes::new(
+        args.mode.as_deref(),
+        "0755",
+        args.owner.as_deref(),
+        args.group.as_deref(),
+        ctx.privileged,
+    )?;
+    let q = quote(&args.path);
+    let script = format!(
+        "meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n\
+         if [ -d {q} ] && [ -n \"$ok_meta\" ]; then echo kinit:ok; exit 0; fi\n{dry}\
+         mkdir -p {q} && {apply} && echo kinit:changed",
+        compare = attributes.compare(),
+        dry = if ctx.dry_run {
+            "echo kinit:would; exit 0\n"
+        } else {
+            ""
+        },
+        apply = attributes.apply(&q)
+    );
+    let out = ctx
+        .exec_ok(&format!("creating {}", args.path), &script, Stdin::none())
+        .await?;
+    Ok(if out.contains("kinit:ok") {
+        Outcome::ok()
+    } else {
+        Outcome::changed(None)
+    })
+}
+
+async fn command(args: &CommandArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let mut guards = String::new();
+    if let Some(creates) = &args.creates {
+        guards.push_str(&format!(
+            "if [ -e {} ]; then echo kinit:skip; exit 0; fi\n",
+            quote(creates)
+        ));
+    }
+    if let Some(unless) = &args.unless {
+        guards.push_str(&format!(
+            "if ( {unless} ) >/dev/null 2>&1; then echo kinit:skip; exit 0; fi\n"
+        ));
+    }
+    if ctx.dry_run {
+        let out = ctx
+            .exec_ok(
+                "checking the guards",
+                &format!("{guards}echo kinit:would"),
+                Stdin::none(),
+            )
+            .await?;
+        return Ok(if out.starts_with("kinit:skip") {
+            Outcome::ok()
+        } else {
+            Outcome::changed(format!("would run: {}", args.cmd))
+        });
+    }
+    let script = format!("{guards}echo kinit:run\n{}", args.cmd);
+    let output = ctx.exec(&script, Stdin::none()).await?;
+    let stdout = output.stdout_text();
+    if stdout.starts_with("kinit:skip") {
+        return Ok(Outcome::ok());
+    }
+    if !output.success() {
+        return Err(failure(&format!("`{}`", args.cmd), &output));
+    }
+    let printed = stdout
+        .strip_prefix("kinit:run\n")
+        .unwrap_or(&stdout)
+        .trim()
+        .to_owned();
+    Ok(Outcome::changed(if printed.is_empty() {
+        None
+    } else {
+        Some(printed)
+    }))
+}
+
+async fn systemd(args: &SystemdArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let mut script = String::from("changed=\n");
+    // A daemon reload is housekeeping: it does not count as a change.
+    if args.daemon_reload && !ctx.dry_run {
+        script.push_str("systemctl daemon-reload\n");
+    }
+    let act = |test: &str, action: &str| {
+        if ctx.dry_run {
+            format!("if {test}; then changed=\"$changed would-{action}\"; fi\n")
+        } else {
+            format!(
+                "if {test}; then {action} || fail=1; changed=\"$changed {}\"; fi\n",
+                action.split_whitespace().nth(1).unwrap_or(action)
+            )
+        }
+    };
+    if let Some(name) = &args.name {
+        let unit = quote(name);
+        script.push_str("fail=\n");
+        match args.enabled {
+            Some(true) => script.push_str(&act(
+                &format!("! systemctl is-enabled -q {unit} 2>/dev/null"),
+                &format!("systemctl enable -q {unit}"),
+            )),
+            Some(false) => script.push_str(&act(
+                &format!("systemctl is-enabled -q {unit} 2>/dev/null"),
+                &format!("systemctl disable -q {unit}"),
+            )),
+            None => {}
+        }
+        match args.state {
+            Some(ServiceState::Started) => script.push_str(&act(
+                &format!("! systemctl is-active -q {unit}"),
+                &format!("systemctl start {unit}"),
+            )),
+            Some(ServiceState::Stopped) => script.push_str(&act(
+                &format!("systemctl is-active -q {unit}"),
+                &format!("systemctl stop {unit}"),
+            )),
+            Some(ServiceState::Restarted) => {
+                script.push_str(&act("true", &format!("systemctl restart {unit}")))
+            }
+            Some(ServiceState::Reloaded) => {
+                script.push_str(&act("true", &format!("systemctl reload-or-restart {unit}")))
+            }
+            None => {}
+        }
+        script.push_str(&format!(
+            "if [ -n \"$fail\" ]; then systemctl status --no-pager --lines=15 {unit} >&2; journalctl --no-pager -n 10 -u {unit} >&2; exit 1; fi\n"
+        ));
+    }
+    script.push_str("echo \"kinit:$changed\"\n");
+    let what = match &args.name {
+        Some(name) => format!("systemd unit {name}"),
+        None => "systemctl daemon-reload".into(),
+    };
+    let out = ctx.exec_ok(&what, &script, Stdin::none()).await?;
+    let changes = out
+        .trim()
+        .strip_prefix("kinit:")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Ok(if changes.is_empty() {
+        Outcome::ok()
+    } else {
+        Outcome::changed(changes)
+    })
+}
+
+async fn sysctl(args: &SysctlArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| "/etc/sysctl.d/99-kinit.conf".into());
+    let (f, key, value) = (quote(&file), quote(&args.name), quote(&args.value));
+    let line = quote(&format!("{} = {}", args.name, args.value));
+    let dry = ctx.dry_run;
+    let script = format!(
+        "changed=\n\
+         if ! grep -qxF {line} {f} 2>/dev/null; then changed=1; {persist}; fi\n\
+         cur=$(sysctl -n {key} 2>/dev/null | tr -s ' \\t' ' ')\n\
+         if [ \"$cur\" != {value} ]; then changed=1; {apply}; fi\n\
+         echo \"kinit:${{changed:+changed}}\"",
+        persist = if dry {
+            ":".to_owned()
+        } else {
+            format!(
+                "mkdir -p \"$(dirname {f})\" && touch {f} && {{ grep -v \"^{name} *=\" {f} || true; echo {line}; }} > {f}.kinit && mv {f}.kinit {f} || exit 1",
+                name = args.name.replace('.', "\\.")
+            )
+        },
+        apply = if dry {
+            ":".to_owned()
+        } else {
+            format!("sysctl -qw {}={value} >/dev/null || exit 1", key)
+        },
+    );
+    let out = ctx
+        .exec_ok(&format!("sysctl {}", args.name), &script, Stdin::none())
+        .await?;
+    Ok(if out.contains("kinit:changed") {
+        Outcome::changed(None)
+    } else {
+        Outcome::ok()
+    })
+}
+
+async fn modprobe(args: &ModprobeArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let name = quote(&args.name);
+    let raw = &args.name;
+    let dry = ctx.dry_run;
+    // Loaded, or built in. A kernel without /proc/modules cannot load modules at all: what it
+    // supports is built in, and there is nothing to do.
+    let mut script = format!(
+        "changed=\n\
+         if [ -e /proc/modules ] && ! grep -q \"^{raw} \" /proc/modules && [ ! -d /sys/module/{raw} ] \\\n\
+            && ! grep -qs \"/{raw}.ko\" /lib/modules/$(uname -r)/modules.builtin; then\n\
+           changed=1; {load}\n\
+         fi\n",
+        load = if dry {
+            ":".to_owned()
+        } else {
+            format!("modprobe {name} || exit 1")
+        }
+    );
+    if args.persist.unwrap_or(true) {
+        script.push_str(&format!(
+            "f=/etc/modules-load.d/kinit.conf; if ! grep -qx {name} $f 2>/dev/null; then changed=1; {persist}; fi\n",
+            persist = if dry { ":".to_owned() } else { format!("mkdir -p /etc/modules-load.d && echo {name} >> $f || exit 1") }
+        ));
+    }
+    script.push_str("echo \"kinit:${changed:+changed}\"");
+    let out = ctx
+        .exec_ok(
+            &format!("loading kernel module {}", args.name),
+            &script,
+            Stdin::none(),
+        )
+        .await?;
+    Ok(if out.contains("kinit:changed") {
+        Outcome::changed(None)
+    } else {
+        Outcome::ok()
+    })
+}
+
+async fn wait_for(args: &WaitForArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    if ctx.dry_run {
+        return Ok(Outcome::ok());
+    }
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(60));
+    let deadline = Instant::now() + timeout;
+    let mut last_error;
+    let started = Instant::now();
+    loop {
+        let attempt: Result<(), String> = if let Some(target) = &args.tcp {
+            let (host, port) = target
+                .rsplit_once(':')
+                .and_then(|(h, p)| {
+                    Some((
+                        h.trim_start_matches('[').trim_end_matches(']'),
+                        p.parse::<u16>().ok()?,
+                    ))
+                })
+                .ok_or_else(|| {
+                    ModuleError::Failed(format!("wait_for.tcp {target:?} is not host:port"))
+                })?;
+            ctx.session
+                .transport()
+                .connect_tcp(host, port)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        } else if let Some(url) = &args.url {
+            let url = Url::parse(url).map_err(ModuleError::Failed)?;
+            let (ca, cert, key) = (
+                args.ca.as_ref().map(|p| ctx.local(p)),
+                args.client_cert.as_ref().map(|p| ctx.local(p)),
+                args.client_key.as_ref().map(|p| ctx.local(p)),
+            );
+            let tls = TlsFiles {
+                ca: ca.as_deref(),
+                client_cert: cert.as_deref(),
+                client_key: key.as_deref(),
+            };
+            match probe::http_status(ctx.session.transport().as_ref(), &url, &tls).await {
+                Ok(code) if (200..300).contains(&code) => Ok(()),
+                Ok(code) => Err(format!("HTTP {code}")),
+                Err(e) => Err(e),
+            }
+        } else if let Some(command) = &args.command {
+            let output = ctx.exec(command, Stdin::none()).await?;
+            if output.success() {
+                Ok(())
+            } else {
+                Err(match output.stderr_tail(2) {
+                    tail if tail.is_empty() => format!("exit code {:?}", output.status),
+                    tail => tail,
+                })
+            }
+        } else {
+            return Err(ModuleError::Failed(
+                "wait_for needs tcp, url or command".into(),
+            ));
+        };
+        match attempt {
+            Ok(()) => {
+                return Ok(Outcome {
+                    message: Some(format!(
+                        "ready after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    )),
+                    ..Outcome::ok()
+                });
+            }
+            Err(e) => last_error = e,
+        }
+        if Instant::now() >= deadline {
+            let target = args
+                .tcp
+                .clone()
+                .or(args.url.clone())
+                .or(args.command.clone())
+                .unwrap_or_default();
+            return Err(ModuleError::Failed(format!(
+                "{target} was not ready within {} s; last attempt: {last_error}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn fetch(args: &FetchArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let output = ctx
+        .exec(&format!("cat {}", quote(&args.src)), Stdin::none())
+        .await?;
+    if !output.success() {
+        return Err(failure(&format!("reading {}", args.src), &output));
+    }
+    let dest = ctx.local(&args.dest);
+    if std::fs::read(&dest).ok().as_deref() == Some(output.stdout.as_slice()) {
+        return Ok(Outcome::ok());
+    }
+    if ctx.dry_run {
+        return Ok(Outcome::changed(format!(
+            "{} would be written",
+            dest.display()
+        )));
+    }
+    // Fetched files are often credentials: private to the operator.
+    kinit_pki::write_atomic(&dest, &output.stdout, 0o600)
+        .map_err(|e| ModuleError::Failed(e.to_string()))?;
+    Ok(Outcome::changed(None))
+}
+
+async fn unarchive(args: &UnarchiveArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let src = ctx.local(&args.src);
+    if !src.is_file() {
+        return Err(ModuleError::Failed(format!(
+            "unarchive: {} does not exist here",
+            src.display()
+        )));
+    }
+    let guard = match &args.creates {
+        Some(creates) => format!(
+            "if [ -e {} ]; then echo kinit:skip; cat >/dev/null; exit 0; fi\n",
+            quote(creates)
+        ),
+        None => String::new(),
+    };
+    if ctx.dry_run {
+        let out = ctx
+            .exec_ok(
+                "checking",
+                &format!("{guard}echo kinit:would"),
+                Stdin::none(),
+            )
+            .await?;
+        return Ok(if out.contains("kinit:skip") {
+            Outcome::ok()
+        } else {
+            Outcome::changed(format!("{} would be unpacked", src.display()))
+        });
+    }
+    let dest = quote(&args.dest);
+    let script =
+        format!("{guard}set -e\nmkdir -p {dest}\ntar -x -C {dest} -f -\necho kinit:changed");
+    let out = ctx
+        .exec_ok(
+            &format!("unpacking into {}", args.dest),
+            &script,
+            Stdin::file(src),
+        )
+        .await?;
+    Ok(if out.contains("kinit:changed") {
+        Outcome::changed(None)
+    } else {
+        Outcome::ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_owners() {
+        let a = Attributes::new(Some("0600"), "0644", None, None, true).unwrap();
+        assert_eq!(
+            (a.mode.as_str(), a.owner.as_str(), a.group.as_str()),
+            ("600", "root", "root")
+        );
+        assert_eq!(a.compare(), "[ \"$meta\" = '600 root root' ] && ok_meta=1");
+        let a = Attributes::new(None, "0755", Some("etcd"), None, true).unwrap();
+        assert_eq!((a.owner.as_str(), a.group.as_str()), ("etcd", "etcd"));
+        assert!(Attributes::new(Some("0999"), "0644", None, None, true).is_err());
+        let unprivileged = Attributes::new(None, "0644", None, None, false).unwrap();
+        assert!(!unprivileged.apply("x").contains("chown"));
+    }
+
+    #[test]
+    fn diffs() {
+        let diff = text_diff("/etc/a.conf", b"a\nb\n", b"a\nc\n", false, 4);
+        assert!(
+            diff.contains("--- a/etc/a.conf") && diff.contains("-b") && diff.contains("+c"),
+            "{diff}"
+        );
+        let created = text_diff("/etc/new", b"", b"x\n", true, 2);
+        assert!(created.contains("--- /dev/null"), "{created}");
+        assert!(text_diff("/bin/x", b"\x7fELF\0", b"\x7fELF\0\0", false, 6).contains("Binary"));
+    }
+}
