@@ -400,7 +400,12 @@ impl Runner {
             duration_ms: millis(duration),
             success: failures.is_empty(),
         });
-        let transports: Vec<Arc<SshTransport>> = self.transports.lock().expect("not poisoned").drain(..).collect();
+        let transports: Vec<Arc<SshTransport>> = self
+            .transports
+            .lock()
+            .expect("not poisoned")
+            .drain(..)
+            .collect();
         for transport in transports {
             transport.close().await;
         }

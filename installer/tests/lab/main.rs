@@ -6,4 +6,5 @@
 mod support;
 
 mod bundle_lab;
+mod engine;
 mod lab_lifecycle;
