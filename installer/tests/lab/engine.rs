@@ -502,7 +502,7 @@ fn stopped_mid_play_then_resumed(lab: &TestLab) {
       copy: { content: \"done\\n\", dest: /var/lib/kinit-resume/done }
 ",
     );
-    let mut child = lab
+    let child = lab
         .kinit()
         .arg("play")
         .arg(workspace.playbook())

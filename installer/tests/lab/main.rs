@@ -8,3 +8,4 @@ mod support;
 mod bundle_lab;
 mod engine;
 mod lab_lifecycle;
+mod vagrant;
