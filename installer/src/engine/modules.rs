@@ -87,6 +87,207 @@ impl ModuleContext<'_> {
     }
 }
 
+/// A module's work as one shell script, so that consecutive tasks can share one round trip
+/// (see [`run_batch`]). The script reads its input with `kinit_in`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// What the step does, for failure messages.
+    pub what: String,
+    pub script: String,
+    pub input: Vec<u8>,
+    pub reader: Reader,
+}
+
+/// How a step's output says what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// `kinit:changed` somewhere in the output means a change.
+    Marker,
+    /// `kinit:<changes>`: the changes systemctl made, empty for none.
+    Systemd,
+    /// `kinit:skip` when a guard held; otherwise the command's own output.
+    Command,
+}
+
+impl Step {
+    pub fn outcome(&self, output: &Output) -> Result<Outcome, ModuleError> {
+        let stdout = output.stdout_text();
+        if self.reader == Reader::Command {
+            if stdout.starts_with("kinit:skip") {
+                return Ok(Outcome::ok());
+            }
+            if stdout.starts_with("kinit:would") {
+                return Ok(Outcome::changed(format!("would run: {}", self.what)));
+            }
+        }
+        if !output.success() {
+            return Err(failure(&self.what, output));
+        }
+        Ok(match self.reader {
+            Reader::Marker if stdout.contains("kinit:changed") => Outcome::changed(None),
+            Reader::Marker => Outcome::ok(),
+            Reader::Systemd => {
+                let changes = stdout
+                    .trim()
+                    .strip_prefix("kinit:")
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                if changes.is_empty() {
+                    Outcome::ok()
+                } else {
+                    Outcome::changed(changes)
+                }
+            }
+            Reader::Command => {
+                let printed = stdout
+                    .strip_prefix("kinit:run\n")
+                    .unwrap_or(&stdout)
+                    .trim()
+                    .to_owned();
+                Outcome::changed(if printed.is_empty() {
+                    None
+                } else {
+                    Some(printed)
+                })
+            }
+        })
+    }
+}
+
+async fn run_step(step: Step, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let script = format!("kinit_in() {{ cat; }}\n{}", step.script);
+    let output = ctx.exec(&script, Stdin::bytes(step.input.clone())).await?;
+    step.outcome(&output)
+}
+
+/// Runs steps in order in one round trip, each with exactly its own input, stopping at the
+/// first that fails. Returns the outcome of each step that ran.
+pub async fn run_batch(
+    session: &Session,
+    privileged: bool,
+    steps: &[Step],
+) -> Result<Vec<Result<Outcome, ModuleError>>, TransportError> {
+    use base64::Engine;
+    let mut script = String::from("kinit_err=$(mktemp)\ntrap 'rm -f \"$kinit_err\"' EXIT\n");
+    let mut input = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        // `head -c` reads exactly its step's bytes from the shared input, never more.
+        script.push_str(&format!(
+            "kinit_s{i}() {{\nkinit_in() {{ head -c {len}; }}\n{body}\n}}\n\
+             kinit_out=$(kinit_s{i} 2>\"$kinit_err\"); kinit_rc=$?\n\
+             printf 'kinit:step:{i}:%s:%s\\n' \"$kinit_rc\" \"$(printf '%s' \"$kinit_out\" | base64 -w0)\"\n\
+             if [ \"$kinit_rc\" -ne 0 ]; then cat \"$kinit_err\" >&2; exit 0; fi\n",
+            len = step.input.len(),
+            body = step.script
+        ));
+        input.extend_from_slice(&step.input);
+    }
+    let output = session
+        .exec_partial(&script, Stdin::bytes(input), privileged)
+        .await?;
+    let mut outcomes = Vec::new();
+    for line in output.stdout_text().lines() {
+        let Some(rest) = line.strip_prefix("kinit:step:") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(index), Some(rc), Some(encoded)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(step) = index.parse::<usize>().ok().and_then(|i| steps.get(i)) else {
+            continue;
+        };
+        let failed = rc != "0";
+        let step_output = Output {
+            status: rc.parse().ok(),
+            stdout: base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap_or_default(),
+            stderr: if failed {
+                output.stderr.clone()
+            } else {
+                Vec::new()
+            },
+            lost: None,
+        };
+        outcomes.push(step.outcome(&step_output));
+        if failed {
+            break;
+        }
+    }
+    if let Some(reason) = &output.lost {
+        // The steps reported so far are done; the next one was running when the connection dropped.
+        if outcomes.len() < steps.len() && outcomes.last().is_none_or(|o| o.is_ok()) {
+            outcomes.push(Err(ModuleError::Transport(TransportError::Lost {
+                target: session.transport().target(),
+                reason: reason.clone(),
+            })));
+        }
+        return Ok(outcomes);
+    }
+    if outcomes.len() < steps.len() && outcomes.last().is_none_or(|o| o.is_ok()) {
+        // The batch stopped without a step reporting failure: the shell itself failed.
+        return Ok(vec![Err(failure("running the tasks' script", &output))]);
+    }
+    Ok(outcomes)
+}
+
+/// The task as a step for a batch, when it can be one: not in dry runs (they read the host's
+/// files for diffs), and not for modules that need local work or two round trips.
+pub fn step(module: &Module, ctx: &ModuleContext<'_>) -> Result<Option<Step>, ModuleError> {
+    if ctx.dry_run {
+        return Ok(None);
+    }
+    Ok(match module {
+        Module::Template(args) => {
+            let text = ctx
+                .templates
+                .render(&args.src, ctx.context)
+                .map_err(|e| ModuleError::Failed(e.to_string()))?;
+            let attributes = Attributes::new(
+                args.mode.as_deref(),
+                "0644",
+                args.owner.as_deref(),
+                args.group.as_deref(),
+                ctx.privileged,
+            )?;
+            Some(put_step(&args.dest, text.into_bytes(), &attributes)?)
+        }
+        Module::Copy(args) => {
+            let attributes = Attributes::new(
+                args.mode.as_deref(),
+                "0644",
+                args.owner.as_deref(),
+                args.group.as_deref(),
+                ctx.privileged,
+            )?;
+            match copy_content(args, ctx)? {
+                Content::Bytes(bytes) => Some(put_step(&args.dest, bytes, &attributes)?),
+                Content::File(path)
+                    if std::fs::metadata(&path)
+                        .map(|m| m.len())
+                        .unwrap_or(u64::MAX)
+                        <= INLINE_LIMIT =>
+                {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| ModuleError::Failed(format!("{}: {e}", path.display())))?;
+                    Some(put_step(&args.dest, bytes, &attributes)?)
+                }
+                Content::File(_) => None,
+            }
+        }
+        Module::File(args) => Some(file_step(args, ctx)?),
+        Module::Directory(args) => Some(directory_step(args, ctx)?),
+        Module::Command(args) => Some(command_step(args, ctx)),
+        Module::Systemd(args) => Some(systemd_step(args, ctx)),
+        Module::Sysctl(args) => Some(sysctl_step(args, ctx)),
+        Module::Modprobe(args) => Some(modprobe_step(args, ctx)),
+        Module::WaitFor(_) | Module::Fetch(_) | Module::Unarchive(_) => None,
+    })
+}
+
 /// A failed command: its exit code and the last lines of its standard error.
 pub fn failure(what: &str, output: &Output) -> ModuleError {
     let status = match output.status {
@@ -177,12 +378,12 @@ pub async fn run(module: &Module, ctx: &ModuleContext<'_>) -> Result<Outcome, Mo
     match module {
         Module::Template(args) => template(args, ctx).await,
         Module::Copy(args) => copy(args, ctx).await,
-        Module::File(args) => file(args, ctx).await,
-        Module::Directory(args) => directory(args, ctx).await,
-        Module::Command(args) => command(args, ctx).await,
-        Module::Systemd(args) => systemd(args, ctx).await,
-        Module::Sysctl(args) => sysctl(args, ctx).await,
-        Module::Modprobe(args) => modprobe(args, ctx).await,
+        Module::File(args) => run_step(file_step(args, ctx)?, ctx).await,
+        Module::Directory(args) => run_step(directory_step(args, ctx)?, ctx).await,
+        Module::Command(args) => run_step(command_step(args, ctx), ctx).await,
+        Module::Systemd(args) => run_step(systemd_step(args, ctx), ctx).await,
+        Module::Sysctl(args) => run_step(sysctl_step(args, ctx), ctx).await,
+        Module::Modprobe(args) => run_step(modprobe_step(args, ctx), ctx).await,
         Module::WaitFor(args) => wait_for(args, ctx).await,
         Module::Fetch(args) => fetch(args, ctx).await,
         Module::Unarchive(args) => unarchive(args, ctx).await,
@@ -216,8 +417,8 @@ async fn template(args: &TemplateArgs, ctx: &ModuleContext<'_>) -> Result<Outcom
     .await
 }
 
-async fn copy(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
-    let content = match (&args.src, &args.content) {
+fn copy_content(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Content, ModuleError> {
+    Ok(match (&args.src, &args.content) {
         (Some(src), None) => {
             let path = ctx.local(src);
             if !path.is_file() {
@@ -234,7 +435,11 @@ async fn copy(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, Modul
                 "copy needs exactly one of src and content".into(),
             ));
         }
-    };
+    })
+}
+
+async fn copy(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+    let content = copy_content(args, ctx)?;
     let attributes = Attributes::new(
         args.mode.as_deref(),
         "0644",
@@ -256,6 +461,53 @@ fn sha256_of(content: &Content) -> Result<(String, u64), ModuleError> {
 
 /// Makes `dest` hold `content` with `attributes`: skipped when the host's copy already has
 /// the same SHA-256; otherwise streamed into a temporary file beside it, checked and renamed.
+/// The shell of a file write: `check` sets `$cur` (the host's SHA-256) and `$ok_meta`; `write`
+/// streams the input into a temporary file beside the target, checks it and renames it; `fix`
+/// corrects mode and owner alone.
+fn put_scripts(
+    dest: &str,
+    want: &str,
+    size: u64,
+    attributes: &Attributes,
+) -> (String, String, String) {
+    let q = quote(dest);
+    let check = format!(
+        "cur=$(sha256sum {q} 2>/dev/null | cut -d' ' -f1); meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n",
+        compare = attributes.compare()
+    );
+    let write = format!(
+        "set -e\ndir=$(dirname {q}); mkdir -p \"$dir\"\ntmp=$(mktemp \"$dir/.kinit.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\n\
+         got=$(kinit_in | tee \"$tmp\" | sha256sum | cut -d' ' -f1)\n\
+         [ \"$got\" = {want} ] || {{ echo \"the copy arrived damaged: sha256 $got, expected {want}\" >&2; exit 3; }}\n\
+         [ \"$(stat -c %s \"$tmp\")\" = {size} ] || {{ echo \"writing {dest} failed (disk full?)\" >&2; exit 3; }}\n\
+         {apply}\nmv -f \"$tmp\" {q}\ntrap - EXIT\necho kinit:changed\n",
+        apply = attributes.apply("\"$tmp\"")
+    );
+    let fix = format!("{}; echo kinit:changed:attributes", attributes.apply(&q));
+    (check, write, fix)
+}
+
+/// A small file's write as one step: the content travels with the check.
+fn put_step(dest: &str, bytes: Vec<u8>, attributes: &Attributes) -> Result<Step, ModuleError> {
+    if !dest.starts_with('/') {
+        return Err(ModuleError::Failed(format!(
+            "dest {dest:?} must be an absolute path"
+        )));
+    }
+    let want = hex::encode(Sha256::digest(&bytes));
+    let (check, write, fix) = put_scripts(dest, &want, bytes.len() as u64, attributes);
+    Ok(Step {
+        what: format!("writing {dest}"),
+        script: format!(
+            "{check}if [ \"$cur\" = {want} ]; then kinit_in >/dev/null; if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; exit 0; fi\n{write}"
+        ),
+        input: bytes,
+        reader: Reader::Marker,
+    })
+}
+
+/// Makes `dest` hold `content` with `attributes`: skipped when the host's copy already has
+/// the same SHA-256; otherwise streamed into a temporary file beside it, checked and renamed.
 async fn put(
     ctx: &ModuleContext<'_>,
     dest: &str,
@@ -269,18 +521,7 @@ async fn put(
     }
     let (want, size) = sha256_of(&content)?;
     let q = quote(dest);
-    let check = format!(
-        "cur=$(sha256sum {q} 2>/dev/null | cut -d' ' -f1); meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n",
-        compare = attributes.compare()
-    );
-    let write = format!(
-        "set -e\ndir=$(dirname {q}); mkdir -p \"$dir\"\ntmp=$(mktemp \"$dir/.kinit.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\n\
-         cat > \"$tmp\"\ngot=$(sha256sum \"$tmp\" | cut -d' ' -f1)\n\
-         [ \"$got\" = {want} ] || {{ echo \"the copy arrived damaged: sha256 $got, expected {want}\" >&2; exit 3; }}\n\
-         {apply}\nmv -f \"$tmp\" {q}\ntrap - EXIT\necho kinit:changed\n",
-        apply = attributes.apply("\"$tmp\"")
-    );
-    let fix = format!("{}; echo kinit:changed:attributes", attributes.apply(&q));
+    let (check, write, fix) = put_scripts(dest, &want, size, attributes);
 
     if ctx.dry_run {
         let state = ctx
@@ -336,17 +577,7 @@ async fn put(
             Content::File(path) => std::fs::read(&path)
                 .map_err(|e| ModuleError::Failed(format!("{}: {e}", path.display())))?,
         };
-        let script = format!(
-            "{check}if [ \"$cur\" = {want} ]; then cat >/dev/null; if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; exit 0; fi\n{write}"
-        );
-        let out = ctx
-            .exec_ok(&format!("writing {dest}"), &script, Stdin::bytes(bytes))
-            .await?;
-        return Ok(if out.contains("kinit:changed") {
-            Outcome::changed(None)
-        } else {
-            Outcome::ok()
-        });
+        return run_step(put_step(dest, bytes, attributes)?, ctx).await;
     }
     // Large: ask first, send only when needed.
     let state = ctx
@@ -366,8 +597,12 @@ async fn put(
         Content::Bytes(bytes) => Stdin::bytes(bytes),
         Content::File(path) => Stdin::file(path),
     };
-    ctx.exec_ok(&format!("writing {dest}"), &write, stdin)
-        .await?;
+    ctx.exec_ok(
+        &format!("writing {dest}"),
+        &format!("kinit_in() {{ cat; }}\n{write}"),
+        stdin,
+    )
+    .await?;
     Ok(Outcome::changed(None))
 }
 
@@ -397,35 +632,16 @@ fn text_diff(dest: &str, old: &[u8], new: &[u8], created: bool, size: usize) -> 
         .to_string()
 }
 
-async fn file(args: &FileArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn file_step(args: &FileArgs, ctx: &ModuleContext<'_>) -> Result<Step, ModuleError> {
     let q = quote(&args.path);
-    match args.state.unwrap_or(FileState::Present) {
+    let dry = if ctx.dry_run {
+        "echo kinit:changed; exit 0\n"
+    } else {
+        ""
+    };
+    let script = match args.state.unwrap_or(FileState::Present) {
         FileState::Absent => {
-            let test = format!("if [ -e {q} ] || [ -L {q} ]; then echo present; fi");
-            if ctx.dry_run {
-                let out = ctx
-                    .exec_ok("checking the file", &test, Stdin::none())
-                    .await?;
-                return Ok(if out.contains("present") {
-                    Outcome::changed(format!("{} would be removed", args.path))
-                } else {
-                    Outcome::ok()
-                });
-            }
-            let out = ctx
-                .exec_ok(
-                    &format!("removing {}", args.path),
-                    &format!(
-                        "if [ -e {q} ] || [ -L {q} ]; then rm -rf {q}; echo kinit:changed; fi"
-                    ),
-                    Stdin::none(),
-                )
-                .await?;
-            Ok(if out.contains("kinit:changed") {
-                Outcome::changed(None)
-            } else {
-                Outcome::ok()
-            })
+            format!("if [ -e {q} ] || [ -L {q} ]; then\n{dry}rm -rf {q} && echo kinit:changed\nfi")
         }
         FileState::Present => {
             let attributes = Attributes::new(
@@ -435,31 +651,24 @@ async fn file(args: &FileArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, Modul
                 args.group.as_deref(),
                 ctx.privileged,
             )?;
-            let script = format!(
+            format!(
                 "meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n\
-                 if [ -e {q} ] && [ -n \"$ok_meta\" ]; then echo kinit:ok; exit 0; fi\n{dry}\
-                 [ -e {q} ] || {{ mkdir -p \"$(dirname {q})\" && : > {q}; }}\n{apply}\necho kinit:changed",
+                 if [ -e {q} ] && [ -n \"$ok_meta\" ]; then exit 0; fi\n{dry}\
+                 [ -e {q} ] || {{ mkdir -p \"$(dirname {q})\" && : > {q}; }}\n{apply} && echo kinit:changed",
                 compare = attributes.compare(),
-                dry = if ctx.dry_run {
-                    "echo kinit:would; exit 0\n"
-                } else {
-                    ""
-                },
                 apply = attributes.apply(&q)
-            );
-            let out = ctx
-                .exec_ok(&format!("ensuring {}", args.path), &script, Stdin::none())
-                .await?;
-            Ok(if out.contains("kinit:ok") {
-                Outcome::ok()
-            } else {
-                Outcome::changed(None)
-            })
+            )
         }
-    }
+    };
+    Ok(Step {
+        what: format!("ensuring {}", args.path),
+        script,
+        input: Vec::new(),
+        reader: Reader::Marker,
+    })
 }
 
-async fn directory(args: &DirectoryArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn directory_step(args: &DirectoryArgs, ctx: &ModuleContext<'_>) -> Result<Step, ModuleError> {
     let attributes = Attributes::new(
         args.mode.as_deref(),
         "0755",
@@ -468,29 +677,26 @@ async fn directory(args: &DirectoryArgs, ctx: &ModuleContext<'_>) -> Result<Outc
         ctx.privileged,
     )?;
     let q = quote(&args.path);
-    let script = format!(
-        "meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n\
-         if [ -d {q} ] && [ -n \"$ok_meta\" ]; then echo kinit:ok; exit 0; fi\n{dry}\
-         mkdir -p {q} && {apply} && echo kinit:changed",
-        compare = attributes.compare(),
-        dry = if ctx.dry_run {
-            "echo kinit:would; exit 0\n"
-        } else {
-            ""
-        },
-        apply = attributes.apply(&q)
-    );
-    let out = ctx
-        .exec_ok(&format!("creating {}", args.path), &script, Stdin::none())
-        .await?;
-    Ok(if out.contains("kinit:ok") {
-        Outcome::ok()
-    } else {
-        Outcome::changed(None)
+    Ok(Step {
+        what: format!("creating {}", args.path),
+        script: format!(
+            "meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n\
+             if [ -d {q} ] && [ -n \"$ok_meta\" ]; then exit 0; fi\n{dry}\
+             mkdir -p {q} && {apply} && echo kinit:changed",
+            compare = attributes.compare(),
+            dry = if ctx.dry_run {
+                "echo kinit:changed; exit 0\n"
+            } else {
+                ""
+            },
+            apply = attributes.apply(&q)
+        ),
+        input: Vec::new(),
+        reader: Reader::Marker,
     })
 }
 
-async fn command(args: &CommandArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn command_step(args: &CommandArgs, ctx: &ModuleContext<'_>) -> Step {
     let mut guards = String::new();
     if let Some(creates) = &args.creates {
         guards.push_str(&format!(
@@ -503,55 +709,31 @@ async fn command(args: &CommandArgs, ctx: &ModuleContext<'_>) -> Result<Outcome,
             "if ( {unless} ) >/dev/null 2>&1; then echo kinit:skip; exit 0; fi\n"
         ));
     }
-    if ctx.dry_run {
-        let out = ctx
-            .exec_ok(
-                "checking the guards",
-                &format!("{guards}echo kinit:would"),
-                Stdin::none(),
-            )
-            .await?;
-        return Ok(if out.starts_with("kinit:skip") {
-            Outcome::ok()
-        } else {
-            Outcome::changed(format!("would run: {}", args.cmd))
-        });
-    }
-    let script = format!("{guards}echo kinit:run\n{}", args.cmd);
-    let output = ctx.exec(&script, Stdin::none()).await?;
-    let stdout = output.stdout_text();
-    if stdout.starts_with("kinit:skip") {
-        return Ok(Outcome::ok());
-    }
-    if !output.success() {
-        return Err(failure(&format!("`{}`", args.cmd), &output));
-    }
-    let printed = stdout
-        .strip_prefix("kinit:run\n")
-        .unwrap_or(&stdout)
-        .trim()
-        .to_owned();
-    Ok(Outcome::changed(if printed.is_empty() {
-        None
+    let run = if ctx.dry_run {
+        "echo kinit:would".to_owned()
     } else {
-        Some(printed)
-    }))
+        format!("echo kinit:run\n{}", args.cmd)
+    };
+    Step {
+        what: format!("`{}`", args.cmd),
+        script: format!("{guards}{run}"),
+        input: Vec::new(),
+        reader: Reader::Command,
+    }
 }
 
-async fn systemd(args: &SystemdArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn systemd_step(args: &SystemdArgs, ctx: &ModuleContext<'_>) -> Step {
     let mut script = String::from("changed=\n");
     // A daemon reload is housekeeping: it does not count as a change.
     if args.daemon_reload && !ctx.dry_run {
         script.push_str("systemctl daemon-reload\n");
     }
     let act = |test: &str, action: &str| {
+        let verb = action.split_whitespace().nth(1).unwrap_or(action);
         if ctx.dry_run {
-            format!("if {test}; then changed=\"$changed would-{action}\"; fi\n")
+            format!("if {test}; then changed=\"$changed would-{verb}\"; fi\n")
         } else {
-            format!(
-                "if {test}; then {action} || fail=1; changed=\"$changed {}\"; fi\n",
-                action.split_whitespace().nth(1).unwrap_or(action)
-            )
+            format!("if {test}; then {action} || fail=1; changed=\"$changed {verb}\"; fi\n")
         }
     };
     if let Some(name) = &args.name {
@@ -590,25 +772,18 @@ async fn systemd(args: &SystemdArgs, ctx: &ModuleContext<'_>) -> Result<Outcome,
         ));
     }
     script.push_str("echo \"kinit:$changed\"\n");
-    let what = match &args.name {
-        Some(name) => format!("systemd unit {name}"),
-        None => "systemctl daemon-reload".into(),
-    };
-    let out = ctx.exec_ok(&what, &script, Stdin::none()).await?;
-    let changes = out
-        .trim()
-        .strip_prefix("kinit:")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    Ok(if changes.is_empty() {
-        Outcome::ok()
-    } else {
-        Outcome::changed(changes)
-    })
+    Step {
+        what: match &args.name {
+            Some(name) => format!("systemd unit {name}"),
+            None => "systemctl daemon-reload".into(),
+        },
+        script,
+        input: Vec::new(),
+        reader: Reader::Systemd,
+    }
 }
 
-async fn sysctl(args: &SysctlArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn sysctl_step(args: &SysctlArgs, ctx: &ModuleContext<'_>) -> Step {
     let file = args
         .file
         .clone()
@@ -633,20 +808,18 @@ async fn sysctl(args: &SysctlArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, M
         apply = if dry {
             ":".to_owned()
         } else {
-            format!("sysctl -qw {}={value} >/dev/null || exit 1", key)
+            format!("sysctl -qw {key}={value} >/dev/null || exit 1")
         },
     );
-    let out = ctx
-        .exec_ok(&format!("sysctl {}", args.name), &script, Stdin::none())
-        .await?;
-    Ok(if out.contains("kinit:changed") {
-        Outcome::changed(None)
-    } else {
-        Outcome::ok()
-    })
+    Step {
+        what: format!("sysctl {}", args.name),
+        script,
+        input: Vec::new(),
+        reader: Reader::Marker,
+    }
 }
 
-async fn modprobe(args: &ModprobeArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {
+fn modprobe_step(args: &ModprobeArgs, ctx: &ModuleContext<'_>) -> Step {
     let name = quote(&args.name);
     let raw = &args.name;
     let dry = ctx.dry_run;
@@ -671,18 +844,12 @@ async fn modprobe(args: &ModprobeArgs, ctx: &ModuleContext<'_>) -> Result<Outcom
         ));
     }
     script.push_str("echo \"kinit:${changed:+changed}\"");
-    let out = ctx
-        .exec_ok(
-            &format!("loading kernel module {}", args.name),
-            &script,
-            Stdin::none(),
-        )
-        .await?;
-    Ok(if out.contains("kinit:changed") {
-        Outcome::changed(None)
-    } else {
-        Outcome::ok()
-    })
+    Step {
+        what: format!("loading kernel module {}", args.name),
+        script,
+        input: Vec::new(),
+        reader: Reader::Marker,
+    }
 }
 
 async fn wait_for(args: &WaitForArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, ModuleError> {

@@ -112,6 +112,14 @@ pub enum RunError {
     Setup(String),
 }
 
+/// A task made ready for a batch.
+enum Prepared {
+    /// Its condition is false for every item.
+    Skipped,
+    /// One step per item.
+    Steps(Vec<modules::Step>),
+}
+
 /// A host's connection and facts, made once per run.
 struct Connected {
     session: Session,
@@ -469,49 +477,177 @@ impl Runner {
                 Status::Skipped => entry.skipped += 1,
             }
         };
-        for (index, task) in play.tasks.iter().enumerate().skip(start) {
-            if abort.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            match self
-                .run_task(host, play, task, index, false, &session, facts.as_ref())
-                .await
-            {
-                Ok(status) => {
-                    count(status);
-                    if status == Status::Changed {
-                        notified.extend(task.notify.iter().cloned());
-                    }
-                }
-                Err(message) => {
-                    count(Status::Failed);
-                    if let Err(e) = journal.lock().expect("not poisoned").record(
-                        &host.name,
-                        HostProgress {
-                            play: play_index,
-                            task: index,
-                            notified: notified.clone(),
-                        },
-                    ) {
-                        tracing::warn!("journal: {e}");
-                    }
-                    if message.contains("connection") || message.contains("unreachable") {
-                        self.forget(&host.name).await;
-                    }
-                    return Err(fail(&task.name, message));
-                }
-            }
+        let record = |task: usize, notified: &BTreeSet<String>| {
             let recorded = journal.lock().expect("not poisoned").record(
                 &host.name,
                 HostProgress {
                     play: play_index,
-                    task: index + 1,
+                    task,
                     notified: notified.clone(),
                 },
             );
             if let Err(e) = recorded {
                 tracing::warn!("journal: {e}");
             }
+        };
+        let mut index = start;
+        while index < play.tasks.len() {
+            if abort.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // Consecutive tasks that are plain scripts share one round trip.
+            let mut batch: Vec<(usize, Prepared)> = Vec::new();
+            while let Some(task) = play.tasks.get(index + batch.len()) {
+                if task.ignore_errors || task.privileged != play.tasks[index].privileged {
+                    break;
+                }
+                match self.prepare(host, play, task, &session, facts.as_ref()) {
+                    Some(prepared) => batch.push((index + batch.len(), prepared)),
+                    None => break,
+                }
+            }
+            if batch.len() < 2 {
+                let task = &play.tasks[index];
+                match self
+                    .run_task(host, play, task, index, false, &session, facts.as_ref())
+                    .await
+                {
+                    Ok(status) => {
+                        count(status);
+                        if status == Status::Changed {
+                            notified.extend(task.notify.iter().cloned());
+                        }
+                    }
+                    Err(message) => {
+                        count(Status::Failed);
+                        record(index, &notified);
+                        if message.contains("connection") || message.contains("unreachable") {
+                            self.forget(&host.name).await;
+                        }
+                        return Err(fail(&task.name, message));
+                    }
+                }
+                index += 1;
+                record(index, &notified);
+                continue;
+            }
+            let started = Instant::now();
+            for (i, _) in &batch {
+                self.emit(EventKind::TaskStart {
+                    host: host.name.clone(),
+                    play: play.name.clone(),
+                    task: play.tasks[*i].name.clone(),
+                    index: *i,
+                    handler: false,
+                });
+            }
+            let steps: Vec<modules::Step> = batch
+                .iter()
+                .flat_map(|(_, p)| match p {
+                    Prepared::Steps(steps) => steps.clone(),
+                    Prepared::Skipped => Vec::new(),
+                })
+                .collect();
+            let outcomes = modules::run_batch(&session, play.tasks[index].privileged, &steps).await;
+            let share = millis(started.elapsed()) / batch.len() as u64;
+            let mut outcomes = match outcomes {
+                Ok(outcomes) => outcomes.into_iter(),
+                Err(e) => {
+                    self.forget(&host.name).await;
+                    let task = &play.tasks[index];
+                    let message = format!("connection to {} failed: {e}", host.describe());
+                    self.emit(EventKind::TaskResult {
+                        host: host.name.clone(),
+                        play: play.name.clone(),
+                        task: task.name.clone(),
+                        index,
+                        handler: false,
+                        status: Status::Failed,
+                        duration_ms: share,
+                        message: Some(message.clone()),
+                        diff: None,
+                    });
+                    count(Status::Failed);
+                    record(index, &notified);
+                    return Err(fail(&task.name, message));
+                }
+            };
+            for (i, prepared) in &batch {
+                let task = &play.tasks[*i];
+                let (status, message) = match prepared {
+                    Prepared::Skipped => (Status::Skipped, Ok(None)),
+                    Prepared::Steps(steps) => {
+                        let mut changed = false;
+                        let mut messages = Vec::new();
+                        let mut error = None;
+                        for _ in steps {
+                            match outcomes.next() {
+                                Some(Ok(outcome)) => {
+                                    changed |= outcome.changed;
+                                    messages.extend(outcome.message);
+                                }
+                                Some(Err(ModuleError::Transport(e))) => {
+                                    error = Some(format!(
+                                        "connection to {} failed: {e}",
+                                        host.describe()
+                                    ));
+                                    break;
+                                }
+                                Some(Err(e)) => {
+                                    error = Some(e.to_string());
+                                    break;
+                                }
+                                None => {
+                                    error = Some("did not run: the batch stopped early".into());
+                                    break;
+                                }
+                            }
+                        }
+                        match error {
+                            Some(e) => (Status::Failed, Err(e)),
+                            None => (
+                                if changed { Status::Changed } else { Status::Ok },
+                                Ok(if messages.is_empty() {
+                                    None
+                                } else {
+                                    Some(messages.join("\n"))
+                                }),
+                            ),
+                        }
+                    }
+                };
+                self.emit(EventKind::TaskResult {
+                    host: host.name.clone(),
+                    play: play.name.clone(),
+                    task: task.name.clone(),
+                    index: *i,
+                    handler: false,
+                    status,
+                    duration_ms: share,
+                    message: match &message {
+                        Ok(m) => m.clone(),
+                        Err(e) => Some(e.clone()),
+                    },
+                    diff: None,
+                });
+                count(status);
+                match message {
+                    Err(e) => {
+                        record(*i, &notified);
+                        if e.starts_with("connection to") {
+                            self.forget(&host.name).await;
+                        }
+                        return Err(fail(&task.name, e));
+                    }
+                    Ok(_) => {
+                        if status == Status::Changed {
+                            notified.extend(task.notify.iter().cloned());
+                        }
+                        record(*i + 1, &notified);
+                    }
+                }
+            }
+            index += batch.len();
         }
         // Handlers, once each, in the order the play defines them.
         for (index, handler) in play.handlers.iter().enumerate() {
@@ -547,6 +683,60 @@ impl Runner {
             },
         );
         Ok(())
+    }
+
+    /// A task as batch steps: `None` when it cannot be batched (a module needing more than a
+    /// script, a dry run, or an error the task's own run will report).
+    fn prepare(
+        &self,
+        host: &Host,
+        play: &Play,
+        task: &Task,
+        session: &Session,
+        facts: Option<&Facts>,
+    ) -> Option<Prepared> {
+        if self.options.dry_run {
+            return None;
+        }
+        let items: Vec<Option<Value>> = match &task.items {
+            Some(items) => items.iter().cloned().map(Some).collect(),
+            None => vec![None],
+        };
+        let mut steps = Vec::new();
+        for item in items {
+            let item = match item {
+                Some(mut value) => {
+                    self.templates
+                        .render_value(&mut value, &self.context(host, play, facts, None))
+                        .ok()?;
+                    Some(value)
+                }
+                None => None,
+            };
+            let context = self.context(host, play, facts, item.as_ref());
+            if let Some(condition) = &task.when {
+                if !self.templates.condition(condition, &context).ok()? {
+                    continue;
+                }
+            }
+            let mut args = serde_json::to_value(&task.module).ok()?;
+            self.templates.render_value(&mut args, &context).ok()?;
+            let module: Module = serde_json::from_value(args).ok()?;
+            let ctx = ModuleContext {
+                session,
+                templates: &self.templates,
+                context: &context,
+                files: &self.options.files,
+                privileged: task.privileged,
+                dry_run: false,
+            };
+            steps.push(modules::step(&module, &ctx).ok()??);
+        }
+        Some(if steps.is_empty() {
+            Prepared::Skipped
+        } else {
+            Prepared::Steps(steps)
+        })
     }
 
     /// Runs one task (every item of its loop); returns its status or the failure message.

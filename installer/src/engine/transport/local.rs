@@ -44,6 +44,7 @@ impl Transport for LocalTransport {
             status: output.status.code().map(|c| c as u32),
             stdout: output.stdout,
             stderr: output.stderr,
+            lost: None,
         })
     }
 

@@ -69,10 +69,12 @@ impl Stdin {
 /// What a command did.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    /// The exit status; `None` when the command died by a signal.
+    /// The exit status; `None` when the command died by a signal or the connection dropped.
     pub status: Option<u32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Why the connection dropped before the command exited; the output is what arrived.
+    pub lost: Option<String>,
 }
 
 impl Output {
@@ -191,8 +193,27 @@ impl Session {
         &self.privilege
     }
 
-    /// Runs a shell script, as root when `privileged`.
+    /// Runs a shell script, as root when `privileged`. A connection lost before the script
+    /// exited is an error.
     pub async fn exec(
+        &self,
+        script: &str,
+        stdin: Stdin,
+        privileged: bool,
+    ) -> Result<Output, TransportError> {
+        let output = self.exec_partial(script, stdin, privileged).await?;
+        match output.lost {
+            Some(reason) => Err(TransportError::Lost {
+                target: self.transport.target(),
+                reason,
+            }),
+            None => Ok(output),
+        }
+    }
+
+    /// Like [`Session::exec`], but a lost connection returns what arrived before it dropped
+    /// (with `lost` set), for scripts that report their progress as they go.
+    pub async fn exec_partial(
         &self,
         script: &str,
         mut stdin: Stdin,
