@@ -404,6 +404,21 @@ pub fn cache_key(artifacts: &[Artifact]) -> String {
     hex::encode(hash.finalize())[..16].to_owned()
 }
 
+/// The newest lab bundle of `version` already in the cache, without checking Debian for
+/// newer packages.
+pub fn cached(cache: &Path, version: KubernetesVersion) -> Option<PathBuf> {
+    let prefix = format!("kinit-{version}-lab-");
+    let entries = fs::read_dir(cache.join("bundles")).ok()?;
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name.ends_with(".tar")
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
 /// Builds (or finds in the cache) the lab bundle for `version`; returns its path.
 pub fn bundle(cache: &Path, version: KubernetesVersion) -> Result<PathBuf, BundleError> {
     let artifacts = artifacts(cache, version)?;

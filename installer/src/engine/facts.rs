@@ -27,6 +27,9 @@ pub struct Facts {
     /// Seconds since the epoch on the host, for clock-skew checks.
     pub time: i64,
     pub user: String,
+    /// True when the host is itself a container (a lab node): some kernel settings are then
+    /// the machine's, not the host's.
+    pub container: bool,
 }
 
 /// The script: POSIX sh and tools every Linux host has.
@@ -44,6 +47,7 @@ echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 echo "systemd_dir=$([ -d /run/systemd/system ] && echo yes || echo no)"
 echo "time=$(date +%s)"
 echo "user=$(id -un)"
+echo "container=$(systemd-detect-virt --container 2>/dev/null || echo none)"
 "#;
 
 impl Facts {
@@ -86,6 +90,7 @@ impl Facts {
             systemd: get("pid1") == "systemd" && get("systemd_dir") == "yes",
             time: values.get("time").and_then(|v| v.parse().ok()).unwrap_or(0),
             user: get("user"),
+            container: !matches!(get("container").as_str(), "" | "none"),
         }
     }
 }

@@ -24,7 +24,14 @@ pub struct Journal {
     pub hosts: BTreeMap<String, HostProgress>,
     #[serde(skip)]
     path: Option<PathBuf>,
+    #[serde(skip)]
+    written: Option<std::time::Instant>,
 }
+
+/// How often the journal reaches the disk during a run. A killed run loses at most this much
+/// progress, which it redoes (tasks are idempotent); writing after every task of every host
+/// would cost more than the tasks.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Journal {
     pub fn new(path: Option<PathBuf>, playbook_checksum: &str) -> Journal {
@@ -32,6 +39,7 @@ impl Journal {
             playbook: playbook_checksum.to_owned(),
             hosts: BTreeMap::new(),
             path,
+            written: None,
         }
     }
 
@@ -55,11 +63,18 @@ impl Journal {
         self.hosts.get(host).cloned().unwrap_or_default()
     }
 
-    /// Records a host's progress and writes the journal. The write is atomic but not synced:
-    /// the journal must survive a killed process, not a power cut, and a sync per task would
-    /// cost more than the tasks.
+    /// Records a host's progress; written to disk at most every [`WRITE_INTERVAL`].
     pub fn record(&mut self, host: &str, progress: HostProgress) -> Result<(), String> {
         self.hosts.insert(host.to_owned(), progress);
+        if self.written.is_none_or(|at| at.elapsed() >= WRITE_INTERVAL) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the journal now (after a failure, at the end of a run). Atomic, not synced: the
+    /// journal must survive a killed process, not a power cut.
+    pub fn flush(&mut self) -> Result<(), String> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -70,6 +85,8 @@ impl Journal {
         }
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        self.written = Some(std::time::Instant::now());
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! would change, with a unified diff for files, and changes nothing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -38,6 +39,9 @@ pub struct Outcome {
     pub message: Option<String>,
     /// A unified diff, in dry runs.
     pub diff: Option<String>,
+    /// The unit a `systemd` task started (it was not running): it runs its current
+    /// configuration, so a restart handler in the same play has nothing to do for it.
+    pub started: Option<String>,
 }
 
 impl Outcome {
@@ -50,6 +54,7 @@ impl Outcome {
             changed: true,
             message: message.into(),
             diff: None,
+            started: None,
         }
     }
 }
@@ -127,17 +132,28 @@ impl Step {
             Reader::Marker if stdout.contains("kinit:changed") => Outcome::changed(None),
             Reader::Marker => Outcome::ok(),
             Reader::Systemd => {
-                let changes = stdout
+                let started = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("kinit:started:"))
+                    .map(str::to_owned);
+                let last = stdout
+                    .lines()
+                    .rev()
+                    .find(|l| !l.starts_with("kinit:started:"))
+                    .unwrap_or_default();
+                let changes = last
                     .trim()
                     .strip_prefix("kinit:")
                     .unwrap_or_default()
                     .trim()
                     .to_owned();
-                if changes.is_empty() {
+                let mut outcome = if changes.is_empty() {
                     Outcome::ok()
                 } else {
                     Outcome::changed(changes)
-                }
+                };
+                outcome.started = started;
+                outcome
             }
             Reader::Command => {
                 let printed = stdout
@@ -168,15 +184,15 @@ pub async fn run_batch(
     privileged: bool,
     steps: &[Step],
 ) -> Result<Vec<Result<Outcome, ModuleError>>, TransportError> {
-    use base64::Engine;
+    // Each step's output is framed by marker lines, and it runs in a subshell, so that its
+    // `exit` ends the step, not the batch: one fork per step.
     let mut script = String::from("kinit_err=$(mktemp)\ntrap 'rm -f \"$kinit_err\"' EXIT\n");
     let mut input = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         // `head -c` reads exactly its step's bytes from the shared input, never more.
         script.push_str(&format!(
             "kinit_s{i}() {{\nkinit_in() {{ head -c {len}; }}\n{body}\n}}\n\
-             kinit_out=$(kinit_s{i} 2>\"$kinit_err\"); kinit_rc=$?\n\
-             printf 'kinit:step:{i}:%s:%s\\n' \"$kinit_rc\" \"$(printf '%s' \"$kinit_out\" | base64 -w0)\"\n\
+             echo kinit:begin:{i}; ( kinit_s{i} ) 2>\"$kinit_err\"; kinit_rc=$?; echo; echo kinit:end:{i}:$kinit_rc\n\
              if [ \"$kinit_rc\" -ne 0 ]; then cat \"$kinit_err\" >&2; exit 0; fi\n",
             len = step.input.len(),
             body = step.script
@@ -187,24 +203,22 @@ pub async fn run_batch(
         .exec_partial(&script, Stdin::bytes(input), privileged)
         .await?;
     let mut outcomes = Vec::new();
-    for line in output.stdout_text().lines() {
-        let Some(rest) = line.strip_prefix("kinit:step:") else {
-            continue;
+    let text = output.stdout_text();
+    let mut rest = text.as_str();
+    for (i, step) in steps.iter().enumerate() {
+        let begin = format!("kinit:begin:{i}\n");
+        let end = format!("\nkinit:end:{i}:");
+        let (Some(start), Some(stop)) = (rest.find(&begin), rest.find(&end)) else {
+            break;
         };
-        let mut parts = rest.splitn(3, ':');
-        let (Some(index), Some(rc), Some(encoded)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Some(step) = index.parse::<usize>().ok().and_then(|i| steps.get(i)) else {
-            continue;
-        };
+        let body = &rest[start + begin.len()..stop];
+        let after = &rest[stop + end.len()..];
+        let rc = after.lines().next().unwrap_or_default().to_owned();
+        rest = after;
         let failed = rc != "0";
         let step_output = Output {
             status: rc.parse().ok(),
-            stdout: base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .unwrap_or_default(),
+            stdout: body.as_bytes().to_vec(),
             stderr: if failed {
                 output.stderr.clone()
             } else {
@@ -450,11 +464,81 @@ async fn copy(args: &CopyArgs, ctx: &ModuleContext<'_>) -> Result<Outcome, Modul
     put(ctx, &args.dest, content, &attributes).await
 }
 
-fn sha256_of(content: &Content) -> Result<(String, u64), ModuleError> {
+type FileKey = (PathBuf, u64, std::time::SystemTime);
+
+/// Checksums of local files, by path, size and modification time: a binary copied to many
+/// hosts is read and hashed once per run, not once per host, and off the async workers.
+static LOCAL_SUMS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<FileKey, Arc<tokio::sync::OnceCell<String>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The checksum of a local file, remembered across runs in kinit's cache (by path, size and
+/// modification time): a bundle's binaries are hashed once, not at every run.
+fn remembered_sha256(path: &Path) -> Result<String, ModuleError> {
+    static REMEMBERED: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>> =
+        std::sync::Mutex::new(None);
+    let failed = |e: String| ModuleError::Failed(format!("{}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| failed(e.to_string()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let key = format!(
+        "{}\t{}\t{}.{:09}",
+        path.display(),
+        meta.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    );
+    let file = crate::state::cache_dir().join("file-sums.json");
+    let mut remembered = REMEMBERED.lock().expect("not poisoned");
+    let map = remembered.get_or_insert_with(|| {
+        std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    });
+    if let Some(sum) = map.get(&key) {
+        return Ok(sum.clone());
+    }
+    let (sum, _) = crate::bundle::sha256_file(path).map_err(|e| failed(e.to_string()))?;
+    map.insert(key, sum.clone());
+    let text = serde_json::to_vec(&*map).expect("serialisable");
+    // A cache: failing to write it costs time later, not correctness.
+    let _ = std::fs::create_dir_all(file.parent().unwrap_or(Path::new("."))).and_then(|()| {
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &file))
+    });
+    Ok(sum)
+}
+
+async fn sha256_of(content: &Content) -> Result<(String, u64), ModuleError> {
     match content {
         Content::Bytes(bytes) => Ok((hex::encode(Sha256::digest(bytes)), bytes.len() as u64)),
         Content::File(path) => {
-            crate::bundle::sha256_file(path).map_err(|e| ModuleError::Failed(e.to_string()))
+            let meta = std::fs::metadata(path)
+                .map_err(|e| ModuleError::Failed(format!("{}: {e}", path.display())))?;
+            let key = (
+                path.clone(),
+                meta.len(),
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            );
+            let cell = LOCAL_SUMS
+                .lock()
+                .expect("not poisoned")
+                .entry(key)
+                .or_default()
+                .clone();
+            let sum = cell
+                .get_or_try_init(|| async {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || remembered_sha256(&path))
+                        .await
+                        .map_err(|e| ModuleError::Failed(e.to_string()))?
+                })
+                .await?;
+            Ok((sum.clone(), meta.len()))
         }
     }
 }
@@ -519,7 +603,7 @@ async fn put(
             "dest {dest:?} must be an absolute path"
         )));
     }
-    let (want, size) = sha256_of(&content)?;
+    let (want, size) = sha256_of(&content).await?;
     let q = quote(dest);
     let (check, write, fix) = put_scripts(dest, &want, size, attributes);
 
@@ -561,6 +645,7 @@ async fn put(
         };
         let diff = text_diff(dest, &old, &new, current.is_empty(), size as usize);
         return Ok(Outcome {
+            started: None,
             changed: true,
             message: Some(if current.is_empty() {
                 format!("{dest} would be created")
@@ -579,11 +664,25 @@ async fn put(
         };
         return run_step(put_step(dest, bytes, attributes)?, ctx).await;
     }
-    // Large: ask first, send only when needed.
+    // Large: ask first, send only when needed. Hashing a 100 MB binary on every run would
+    // dominate a run that changes nothing, so the host keeps a record of each large file's
+    // checksum with its size and modification time, trusted while both are unchanged.
+    let record = quote(&format!(
+        "/var/lib/kinit/sums/{}",
+        &hex::encode(Sha256::digest(dest.as_bytes()))[..32]
+    ));
+    let check_large = format!(
+        "st=$(stat -c '%s %Y' {q} 2>/dev/null); cur=\n\
+         if [ -n \"$st\" ] && [ -r {record} ]; then read -r rsum rsize rtime < {record}; [ \"$st\" = \"$rsize $rtime\" ] && cur=$rsum; fi\n\
+         if [ -n \"$st\" ] && [ -z \"$cur\" ]; then cur=$(sha256sum {q} | cut -d' ' -f1); \
+         {{ mkdir -p /var/lib/kinit/sums && echo \"$cur $st\" > {record}; }} 2>/dev/null; fi\n\
+         meta=$(stat -c '%a %U %G' {q} 2>/dev/null); ok_meta=; {compare}\n",
+        compare = attributes.compare()
+    );
     let state = ctx
         .exec_ok(
             "checking the file",
-            &format!("{check}if [ \"$cur\" = {want} ]; then if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; else echo kinit:send; fi"),
+            &format!("{check_large}if [ \"$cur\" = {want} ]; then if [ -n \"$ok_meta\" ]; then echo kinit:ok; else {fix}; fi; else echo kinit:send; fi"),
             Stdin::none(),
         )
         .await?;
@@ -597,9 +696,12 @@ async fn put(
         Content::Bytes(bytes) => Stdin::bytes(bytes),
         Content::File(path) => Stdin::file(path),
     };
+    let remember = format!(
+        "{{ mkdir -p /var/lib/kinit/sums && echo \"{want} $(stat -c '%s %Y' {q})\" > {record}; }} 2>/dev/null || true"
+    );
     ctx.exec_ok(
         &format!("writing {dest}"),
-        &format!("kinit_in() {{ cat; }}\n{write}"),
+        &format!("kinit_in() {{ cat; }}\n{write}{remember}\n"),
         stdin,
     )
     .await?;
@@ -762,10 +864,20 @@ fn systemd_step(args: &SystemdArgs, ctx: &ModuleContext<'_>) -> Step {
             Some(ServiceState::Restarted) => {
                 script.push_str(&act("true", &format!("systemctl restart {unit}")))
             }
+            Some(ServiceState::RestartedIfRunning) => script.push_str(&act(
+                &format!("systemctl is-active -q {unit}"),
+                &format!("systemctl restart {unit}"),
+            )),
             Some(ServiceState::Reloaded) => {
                 script.push_str(&act("true", &format!("systemctl reload-or-restart {unit}")))
             }
             None => {}
+        }
+        if args.state == Some(ServiceState::Started) && !ctx.dry_run {
+            script.push_str(&format!(
+                "case \"$changed\" in *start*) echo {};; esac\n",
+                quote(&format!("kinit:started:{name}"))
+            ));
         }
         script.push_str(&format!(
             "if [ -n \"$fail\" ]; then systemctl status --no-pager --lines=15 {unit} >&2; journalctl --no-pager -n 10 -u {unit} >&2; exit 1; fi\n"

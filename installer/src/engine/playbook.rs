@@ -106,6 +106,9 @@ pub enum ServiceState {
     Started,
     Stopped,
     Restarted,
+    /// Restarted when it runs; left alone when stopped or not installed yet.
+    #[serde(rename = "restarted-if-running")]
+    RestartedIfRunning,
     Reloaded,
 }
 
@@ -182,7 +185,7 @@ struct RawTask {
     when: Option<String>,
     notify: Option<OneOrMany>,
     #[serde(rename = "loop")]
-    items: Option<Vec<serde_json::Value>>,
+    items: Option<Items>,
     /// Run as the login user instead of root.
     #[serde(default)]
     unprivileged: bool,
@@ -199,6 +202,28 @@ struct RawTask {
     wait_for: Option<WaitForArgs>,
     fetch: Option<FetchArgs>,
     unarchive: Option<UnarchiveArgs>,
+}
+
+/// What a task loops over: a list, or `{{ variable }}` naming a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Items {
+    List(Vec<serde_json::Value>),
+    Variable(String),
+}
+
+impl Items {
+    /// The dotted path of a `{{ variable }}` loop.
+    pub fn variable(&self) -> Option<&str> {
+        match self {
+            Items::List(_) => None,
+            Items::Variable(text) => text
+                .trim()
+                .strip_prefix("{{")
+                .and_then(|t| t.strip_suffix("}}"))
+                .map(str::trim),
+        }
+    }
 }
 
 /// What a task does.
@@ -244,7 +269,7 @@ pub struct Task {
     /// Handlers to run at the end of the play if this task changed something.
     pub notify: Vec<String>,
     /// Run once per item, each visible as `item`.
-    pub items: Option<Vec<serde_json::Value>>,
+    pub items: Option<Items>,
     pub privileged: bool,
     pub ignore_errors: bool,
     pub module: Module,
@@ -383,6 +408,18 @@ fn task(
             "systemd needs a unit name, or daemon_reload alone",
         )?,
         _ => {}
+    }
+    if let Some(items @ Items::Variable(text)) = &raw.items {
+        if items
+            .variable()
+            .is_none_or(|v| v.is_empty() || v.contains(' '))
+        {
+            return Err(positions.error_at(
+                source,
+                &format!("{path}.loop"),
+                format!("loop {text:?} is neither a list nor \"{{{{ variable }}}}\" naming one"),
+            ));
+        }
     }
     Ok(Task {
         name: raw.name,

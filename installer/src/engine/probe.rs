@@ -56,6 +56,68 @@ pub struct TlsFiles<'a> {
     pub client_key: Option<&'a Path>,
 }
 
+/// Accepts any server certificate. Only for the first fetch of join discovery, whose answer is
+/// trusted because it is signed with the bootstrap token and carries the pinned CA.
+#[derive(Debug)]
+struct UnverifiedServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for UnverifiedServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn unverified_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(UnverifiedServer(provider)))
+            .with_no_client_auth(),
+    )
+}
+
 fn tls_config(files: &TlsFiles<'_>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = files
@@ -119,6 +181,100 @@ async fn get(
                 line.lines().next().unwrap_or_default()
             )
         })
+}
+
+/// Reads a whole HTTP/1.1 response (the request said `Connection: close`): status and body,
+/// with chunked transfer decoded.
+async fn read_response(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<(u16, Vec<u8>), String> {
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| e.to_string())?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("an HTTP answer without headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                head.lines().next().unwrap_or_default()
+            )
+        })?;
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    }) {
+        let mut decoded = Vec::new();
+        let mut rest = body.as_slice();
+        loop {
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("a damaged chunked body")?;
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[..line_end])
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim(),
+                16,
+            )
+            .map_err(|_| "a damaged chunked body")?;
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(rest.get(..size).ok_or("a truncated chunked body")?);
+            rest = rest.get(size + 2..).unwrap_or_default();
+        }
+        body = decoded;
+    }
+    Ok((status, body))
+}
+
+/// An HTTPS GET through `transport`: the status and the body. With `unverified`, the server's
+/// certificate is not checked (see [`UnverifiedServer`]).
+pub async fn http_get(
+    transport: &dyn Transport,
+    url: &Url,
+    tls: &TlsFiles<'_>,
+    unverified: bool,
+    bearer: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
+    let stream: Box<dyn Tunnel> = transport
+        .connect_tcp(&url.host, url.port)
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = if unverified {
+        unverified_config()?
+    } else {
+        tls_config(tls)?
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from(url.host.clone()).map_err(|e| format!("{}: {e}", url.host))?;
+    let mut stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let authorization = bearer
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{authorization}Connection: close\r\nUser-Agent: kinit\r\n\r\n",
+        url.path, url.host
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    read_response(&mut stream).await
 }
 
 /// One HTTP(S) GET; returns the status code.

@@ -18,7 +18,7 @@ use super::facts::Facts;
 use super::inventory::{Connection, Host, Inventory};
 use super::journal::{HostProgress, Journal};
 use super::modules::{self, ModuleContext, ModuleError};
-use super::playbook::{Module, Play, Playbook, Task};
+use super::playbook::{Items, Module, Play, Playbook, ServiceState, Task};
 use super::templates::Templates;
 use super::transport::local::LocalTransport;
 use super::transport::ssh::{SshOptions, SshTransport};
@@ -112,6 +112,50 @@ pub enum RunError {
     Setup(String),
 }
 
+/// Connects to a host and works out how it runs privileged steps: root, sudo without a
+/// password, or sudo with `sudo_password`. Returns the SSH transport too, to close it later.
+pub async fn connect(
+    host: &Host,
+    ssh: &SshOptions,
+    sudo_password: Option<&Secret>,
+) -> Result<(Session, Facts, Option<Arc<SshTransport>>), TransportError> {
+    let (transport, kept): (Arc<dyn Transport>, Option<Arc<SshTransport>>) = match &host.connection
+    {
+        Connection::Local => (Arc::new(LocalTransport), None),
+        connection @ Connection::Ssh { .. } => {
+            let transport = Arc::new(SshTransport::connect(connection, ssh).await?);
+            (transport.clone(), Some(transport))
+        }
+    };
+    // Facts come first: they name the login user, which decides how to escalate.
+    let probe = Session::new(transport.clone(), Privilege::Root);
+    let facts = Facts::gather(&probe).await?;
+    if facts.user == "root" || !host.sudo {
+        return Ok((Session::new(transport, Privilege::Root), facts, kept));
+    }
+    let nopasswd = probe.exec("sudo -n true", Stdin::none(), false).await?;
+    if nopasswd.success() {
+        return Ok((Session::new(transport, Privilege::Sudo), facts, kept));
+    }
+    let Some(password) = sudo_password else {
+        return Err(TransportError::Authentication {
+            user: host.describe(),
+            target: host.name.clone(),
+            reason: "sudo asks for a password: give it with --ask-become-pass (prompt) or --become-password-stdin".into(),
+        });
+    };
+    let session = Session::new(transport, Privilege::SudoPassword(password.clone()));
+    let check = session.exec("true", Stdin::none(), true).await?;
+    if !check.success() {
+        return Err(TransportError::Authentication {
+            user: host.describe(),
+            target: host.name.clone(),
+            reason: "sudo refused the password".into(),
+        });
+    }
+    Ok((session, facts, kept))
+}
+
 /// A task made ready for a batch.
 enum Prepared {
     /// Its condition is false for every item.
@@ -123,7 +167,7 @@ enum Prepared {
 /// A host's connection and facts, made once per run.
 struct Connected {
     session: Session,
-    facts: Option<Facts>,
+    facts: Facts,
 }
 
 pub struct Runner {
@@ -133,6 +177,9 @@ pub struct Runner {
     sink: Arc<dyn EventSink>,
     connections: AsyncMutex<HashMap<String, Arc<AsyncMutex<Option<Connected>>>>>,
     transports: Mutex<Vec<Arc<SshTransport>>>,
+    /// Units `systemd` tasks started in the current play, by host: they run their current
+    /// configuration already, so restart handlers leave them alone.
+    started_units: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -153,7 +200,12 @@ impl Runner {
             sink,
             connections: AsyncMutex::new(HashMap::new()),
             transports: Mutex::new(Vec::new()),
+            started_units: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.options.dry_run
     }
 
     fn emit(&self, kind: EventKind) {
@@ -161,44 +213,13 @@ impl Runner {
     }
 
     /// Connects to a host and works out how it runs privileged steps.
-    async fn connect(&self, host: &Host) -> Result<Session, TransportError> {
-        let transport: Arc<dyn Transport> = match &host.connection {
-            Connection::Local => Arc::new(LocalTransport),
-            ssh @ Connection::Ssh { .. } => {
-                let transport = Arc::new(SshTransport::connect(ssh, &self.options.ssh).await?);
-                self.transports
-                    .lock()
-                    .expect("not poisoned")
-                    .push(transport.clone());
-                transport
-            }
-        };
-        let probe = Session::new(transport.clone(), Privilege::Root);
-        let whoami = probe.exec("id -u", Stdin::none(), false).await?;
-        if whoami.stdout_text().trim() == "0" || !host.sudo {
-            return Ok(Session::new(transport, Privilege::Root));
+    async fn connect(&self, host: &Host) -> Result<(Session, Facts), TransportError> {
+        let (session, facts, ssh) =
+            connect(host, &self.options.ssh, self.options.sudo_password.as_ref()).await?;
+        if let Some(ssh) = ssh {
+            self.transports.lock().expect("not poisoned").push(ssh);
         }
-        let nopasswd = probe.exec("sudo -n true", Stdin::none(), false).await?;
-        if nopasswd.success() {
-            return Ok(Session::new(transport, Privilege::Sudo));
-        }
-        let Some(password) = &self.options.sudo_password else {
-            return Err(TransportError::Authentication {
-                user: host.describe(),
-                target: host.name.clone(),
-                reason: "sudo asks for a password: give it with --ask-become-pass (prompt) or --become-password-stdin".into(),
-            });
-        };
-        let session = Session::new(transport, Privilege::SudoPassword(password.clone()));
-        let check = session.exec("true", Stdin::none(), true).await?;
-        if !check.success() {
-            return Err(TransportError::Authentication {
-                user: host.describe(),
-                target: host.name.clone(),
-                reason: "sudo refused the password".into(),
-            });
-        }
-        Ok(session)
+        Ok((session, facts))
     }
 
     /// The host's connection, made on first use; facts gathered when `facts` is asked for.
@@ -213,22 +234,59 @@ impl Runner {
         };
         let mut slot = slot.lock().await;
         if slot.is_none() {
-            let session = self.connect(host).await?;
+            let (session, gathered) = self.connect(host).await?;
             *slot = Some(Connected {
                 session,
-                facts: None,
+                facts: gathered,
             });
         }
-        let connected = slot.as_mut().expect("just set");
-        if facts && connected.facts.is_none() {
-            connected.facts = Some(Facts::gather(&connected.session).await?);
-        }
-        Ok((connected.session.clone(), connected.facts.clone()))
+        let connected = slot.as_ref().expect("just set");
+        Ok((
+            connected.session.clone(),
+            facts.then(|| connected.facts.clone()),
+        ))
     }
 
     /// Forgets a host's connection, so that the next use reconnects (after a failure).
     async fn forget(&self, host: &str) {
         self.connections.lock().await.remove(host);
+    }
+
+    /// Every variable a template sees, as JSON.
+    fn variables(
+        &self,
+        host: &Host,
+        play: &Play,
+        facts: Option<&Facts>,
+        item: Option<&Value>,
+    ) -> serde_json::Map<String, Value> {
+        let mut vars = serde_json::Map::new();
+        for (key, value) in self
+            .inventory
+            .vars
+            .iter()
+            .chain(&play.vars)
+            .chain(&self.options.extra_vars)
+        {
+            vars.insert(key.clone(), value.clone());
+        }
+        vars.insert(
+            "host".into(),
+            json!({"name": host.name, "address": host.address(), "groups": host.groups, "vars": host.vars}),
+        );
+        let hosts: serde_json::Map<String, Value> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), json!({"name": h.name, "address": h.address(), "groups": h.groups, "vars": h.vars})))
+            .collect();
+        vars.insert("hosts".into(), Value::Object(hosts));
+        vars.insert("groups".into(), json!(self.inventory.groups()));
+        vars.insert("facts".into(), json!(facts.cloned().unwrap_or_default()));
+        if let Some(item) = item {
+            vars.insert("item".into(), item.clone());
+        }
+        vars
     }
 
     fn context(
@@ -238,35 +296,37 @@ impl Runner {
         facts: Option<&Facts>,
         item: Option<&Value>,
     ) -> tera::Context {
-        let mut vars: BTreeMap<String, Value> = self.inventory.vars.clone();
-        vars.extend(play.vars.clone());
-        vars.extend(self.options.extra_vars.clone());
-        let mut context = tera::Context::new();
-        for (key, value) in &vars {
-            context.insert(key.clone(), value);
-        }
-        context.insert(
-            "host",
-            &json!({
-                "name": host.name,
-                "address": host.address(),
-                "groups": host.groups,
-                "vars": host.vars,
-            }),
-        );
-        let hosts: BTreeMap<&str, Value> = self
-            .inventory
-            .hosts
+        tera::Context::from_serialize(&self.variables(host, play, facts, item))
+            .expect("a JSON object is a context")
+    }
+
+    /// Runs a read-only script on each host (in parallel) and gathers its facts: what checks
+    /// such as preflight judge. Returns, per host, the facts and the script's output, or why
+    /// the host could not be reached.
+    pub async fn probe(
+        &self,
+        hosts: &[String],
+        script: &str,
+    ) -> BTreeMap<String, Result<(Facts, String), String>> {
+        let runs = hosts
             .iter()
-            .map(|h| (h.name.as_str(), json!({"name": h.name, "address": h.address(), "groups": h.groups, "vars": h.vars})))
-            .collect();
-        context.insert("hosts", &hosts);
-        context.insert("groups", &self.inventory.groups());
-        context.insert("facts", &facts.cloned().unwrap_or_default());
-        if let Some(item) = item {
-            context.insert("item", item);
-        }
-        context
+            .filter_map(|name| self.inventory.host(name))
+            .map(|host| async move {
+                let result = async {
+                    let (session, facts) = self
+                        .session(host, true)
+                        .await
+                        .map_err(|e| format!("unreachable at {}: {e}", host.describe()))?;
+                    let output = session
+                        .exec(script, Stdin::none(), true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok((facts.unwrap_or_default(), output.stdout_text()))
+                }
+                .await;
+                (host.name.clone(), result)
+            });
+        futures::future::join_all(runs).await.into_iter().collect()
     }
 
     /// Runs every play of the playbook.
@@ -408,6 +468,9 @@ impl Runner {
             duration_ms: millis(duration),
             success: failures.is_empty(),
         });
+        if let Err(e) = journal.lock().expect("not poisoned").flush() {
+            tracing::warn!("journal: {e}");
+        }
         let transports: Vec<Arc<SshTransport>> = self
             .transports
             .lock()
@@ -439,6 +502,10 @@ impl Runner {
             task: task.to_owned(),
             message,
         };
+        self.started_units
+            .lock()
+            .expect("not poisoned")
+            .remove(&host.name);
         // Where a resumed run picks up on this host.
         let progress = journal.lock().expect("not poisoned").progress(&host.name);
         let (start, mut notified) = if self.options.resume {
@@ -475,6 +542,22 @@ impl Runner {
                 Status::Changed => entry.changed += 1,
                 Status::Failed => entry.failed += 1,
                 Status::Skipped => entry.skipped += 1,
+            }
+        };
+        let record_now = |task: usize, notified: &BTreeSet<String>| {
+            let mut journal = journal.lock().expect("not poisoned");
+            let recorded = journal
+                .record(
+                    &host.name,
+                    HostProgress {
+                        play: play_index,
+                        task,
+                        notified: notified.clone(),
+                    },
+                )
+                .and_then(|()| journal.flush());
+            if let Err(e) = recorded {
+                tracing::warn!("journal: {e}");
             }
         };
         let record = |task: usize, notified: &BTreeSet<String>| {
@@ -515,12 +598,12 @@ impl Runner {
                     Ok(status) => {
                         count(status);
                         if status == Status::Changed {
-                            notified.extend(task.notify.iter().cloned());
+                            self.notify(host, &mut notified, task);
                         }
                     }
                     Err(message) => {
                         count(Status::Failed);
-                        record(index, &notified);
+                        record_now(index, &notified);
                         if message.contains("connection") || message.contains("unreachable") {
                             self.forget(&host.name).await;
                         }
@@ -568,7 +651,7 @@ impl Runner {
                         diff: None,
                     });
                     count(Status::Failed);
-                    record(index, &notified);
+                    record_now(index, &notified);
                     return Err(fail(&task.name, message));
                 }
             };
@@ -584,6 +667,7 @@ impl Runner {
                             match outcomes.next() {
                                 Some(Ok(outcome)) => {
                                     changed |= outcome.changed;
+                                    self.note_started(host, &outcome);
                                     messages.extend(outcome.message);
                                 }
                                 Some(Err(ModuleError::Transport(e))) => {
@@ -633,7 +717,7 @@ impl Runner {
                 count(status);
                 match message {
                     Err(e) => {
-                        record(*i, &notified);
+                        record_now(*i, &notified);
                         if e.starts_with("connection to") {
                             self.forget(&host.name).await;
                         }
@@ -641,7 +725,7 @@ impl Runner {
                     }
                     Ok(_) => {
                         if status == Status::Changed {
-                            notified.extend(task.notify.iter().cloned());
+                            self.notify(host, &mut notified, task);
                         }
                         record(*i + 1, &notified);
                     }
@@ -685,6 +769,37 @@ impl Runner {
         Ok(())
     }
 
+    /// A task's loop items (one `None` when it does not loop).
+    fn items(
+        &self,
+        host: &Host,
+        play: &Play,
+        task: &Task,
+        facts: Option<&Facts>,
+    ) -> Result<Vec<Option<Value>>, String> {
+        let Some(items) = &task.items else {
+            return Ok(vec![None]);
+        };
+        let list = match items {
+            Items::List(list) => list.clone(),
+            Items::Variable(text) => {
+                let path = items.variable().unwrap_or_default();
+                let variables = Value::Object(self.variables(host, play, facts, None));
+                let mut value = &variables;
+                for part in path.split('.') {
+                    value = value
+                        .get(part)
+                        .ok_or_else(|| format!("loop {text:?}: no variable {path}"))?;
+                }
+                value
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| format!("loop {text:?}: {path} is not a list"))?
+            }
+        };
+        Ok(list.into_iter().map(Some).collect())
+    }
+
     /// A task as batch steps: `None` when it cannot be batched (a module needing more than a
     /// script, a dry run, or an error the task's own run will report).
     fn prepare(
@@ -698,10 +813,7 @@ impl Runner {
         if self.options.dry_run {
             return None;
         }
-        let items: Vec<Option<Value>> = match &task.items {
-            Some(items) => items.iter().cloned().map(Some).collect(),
-            None => vec![None],
-        };
+        let items = self.items(host, play, task, facts).ok()?;
         let mut steps = Vec::new();
         for item in items {
             let item = match item {
@@ -737,6 +849,48 @@ impl Runner {
         } else {
             Prepared::Steps(steps)
         })
+    }
+
+    /// Records a changed task's notifications. A change after a unit started makes its
+    /// restart needed again.
+    fn notify(&self, host: &Host, notified: &mut BTreeSet<String>, task: &Task) {
+        if !task.notify.is_empty() {
+            notified.extend(task.notify.iter().cloned());
+            self.started_units
+                .lock()
+                .expect("not poisoned")
+                .remove(&host.name);
+        }
+    }
+
+    fn note_started(&self, host: &Host, outcome: &modules::Outcome) {
+        if let Some(unit) = &outcome.started {
+            self.started_units
+                .lock()
+                .expect("not poisoned")
+                .entry(host.name.clone())
+                .or_default()
+                .insert(unit.clone());
+        }
+    }
+
+    /// The unit a restart would restart for nothing: this play started it after the change.
+    fn restart_needless(&self, host: &Host, module: &Module) -> Option<String> {
+        let Module::Systemd(args) = module else {
+            return None;
+        };
+        if !matches!(
+            args.state,
+            Some(ServiceState::Restarted | ServiceState::RestartedIfRunning)
+        ) {
+            return None;
+        }
+        let unit = args.name.as_ref()?;
+        let started = self.started_units.lock().expect("not poisoned");
+        started
+            .get(&host.name)
+            .is_some_and(|units| units.contains(unit))
+            .then(|| unit.clone())
     }
 
     /// Runs one task (every item of its loop); returns its status or the failure message.
@@ -790,10 +944,7 @@ impl Runner {
         session: &Session,
         facts: Option<&Facts>,
     ) -> Result<(Status, Option<String>, Option<String>), String> {
-        let items: Vec<Option<Value>> = match &task.items {
-            Some(items) => items.iter().cloned().map(Some).collect(),
-            None => vec![None],
-        };
+        let items = self.items(host, play, task, facts)?;
         let mut changed = false;
         let mut ran = false;
         let mut messages = Vec::new();
@@ -834,9 +985,16 @@ impl Runner {
                 privileged: task.privileged,
                 dry_run: self.options.dry_run,
             };
+            if let Some(unit) = self.restart_needless(host, &module) {
+                messages.push(format!(
+                    "{unit} was started by this play with its new configuration: no restart"
+                ));
+                continue;
+            }
             match modules::run(&module, &ctx).await {
                 Ok(outcome) => {
                     changed |= outcome.changed;
+                    self.note_started(host, &outcome);
                     messages.extend(outcome.message);
                     diffs.extend(outcome.diff);
                 }

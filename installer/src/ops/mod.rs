@@ -2,5 +2,10 @@
 //! and the web console) use. Each combines the PKI, the configuration and, for work on hosts,
 //! the engine.
 
+pub mod api_proxy;
+pub mod bootstrap;
 pub mod certs;
+pub mod cluster;
 pub mod inventory;
+pub mod local;
+pub mod preflight;

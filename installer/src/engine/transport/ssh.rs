@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncReadExt;
 
 use super::hostkeys::{self, Verdict};
 use super::{Output, Secret, Stdin, Transport, TransportError, Tunnel};
@@ -466,18 +466,25 @@ impl Transport for SshTransport {
         let (mut reader, writer) = channel.split();
         let feed = async {
             // The command may exit without reading its input; a refused write is not an error.
-            let mut input = writer.make_writer();
             if !stdin.bytes.is_empty() {
-                let _ = input.write_all(&stdin.bytes).await;
+                let _ = writer.data(&stdin.bytes[..]).await;
             }
             if let Some(path) = &stdin.file {
                 let mut file = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| TransportError::Io(format!("{}: {e}", path.display())))?;
-                let _ = tokio::io::copy(&mut file, &mut input).await;
+                // Large reads: each becomes a few full-size SSH packets.
+                let mut buffer = vec![0u8; 256 * 1024];
+                loop {
+                    let n = file
+                        .read(&mut buffer)
+                        .await
+                        .map_err(|e| TransportError::Io(format!("{}: {e}", path.display())))?;
+                    if n == 0 || writer.data(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
             }
-            let _ = input.flush().await;
-            drop(input);
             let _ = writer.eof().await;
             Ok::<(), TransportError>(())
         };

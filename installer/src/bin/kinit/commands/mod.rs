@@ -2,10 +2,11 @@
 
 mod bundle;
 mod certs;
+mod cluster;
 mod config;
 mod lab;
+mod node;
 mod play;
-mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,15 +17,28 @@ use kinit::state::StateDir;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Install a cluster on the hosts of a configuration, over SSH.
+    ///
+    /// Generates the PKI, verifies and unpacks the bundle, checks every host (preflight), then
+    /// installs etcd, the control plane, containerd, kubelets, kube-proxy, the pod network,
+    /// DNS and storage as systemd units. Safe to re-run; --resume continues a failed run.
+    Init(cluster::InitArgs),
+    /// Add a host of the configuration to the cluster (a worker or a control plane).
+    Join(cluster::JoinArgs),
+    /// Print the cluster's admin kubeconfig.
+    Kubeconfig(cluster::KubeconfigArgs),
+    /// Commands that run on nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Validate cluster configurations and print their JSON Schema.
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// Generate, inspect and renew the cluster PKI and kubeconfigs.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// Bootstrap tokens for joining nodes.
+    /// Bootstrap tokens for joining machines: create, list, delete.
     #[command(subcommand)]
-    Token(token::TokenCommand),
+    Token(cluster::TokenCommand),
     /// Run a playbook on the hosts of a cluster configuration.
     Play(play::PlayArgs),
     /// Offline bundles: every binary and image kinit installs, with checksums.
@@ -39,10 +53,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Config(command) => config::run(command),
         Command::Certs(command) => certs::run(command),
-        Command::Token(command) => token::run(command),
+        Command::Token(command) => cluster::token(command),
         Command::Lab(command) => lab::run(command),
         Command::Bundle(command) => bundle::run(command),
         Command::Play(args) => play::run(args),
+        Command::Init(args) => cluster::init(args),
+        Command::Join(args) => cluster::join(args),
+        Command::Kubeconfig(args) => cluster::kubeconfig(args),
+        Command::Node(command) => node::run(command),
     }
 }
 

@@ -1,0 +1,413 @@
+//! Installing clusters over SSH: `kinit init` brings every host of the inventory into the
+//! cluster, `kinit join` adds hosts added to the inventory later. Both generate or complete the
+//! PKI, unpack and verify the bundle, check every host before changing anything (preflight),
+//! then run the `init` playbook with the cluster's facts as variables. What kinit installed is
+//! recorded in the state directory, so that a later join knows which etcd members exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::bundle::{self, Kind, Manifest};
+use crate::config::{Cluster, KubernetesVersion, Role};
+use crate::engine::assets::Assets;
+use crate::engine::events::EventSink;
+use crate::engine::inventory::Inventory;
+use crate::engine::playbook;
+use crate::engine::runner::{RunOptions, RunReport, Runner};
+use crate::engine::templates::Templates;
+use crate::ops::{certs, inventory, preflight};
+use crate::state::{self, StateDir};
+use crate::topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("preflight found {} problem{}:\n{}\nfix them, or pass --ignore-preflight-errors=CHECK,… (or all) to go on regardless",
+        .0.len(), if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    Preflight(Vec<preflight::Finding>),
+    #[error(transparent)]
+    Certs(#[from] certs::CertsError),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+}
+
+/// What a cluster run needs besides the configuration.
+pub struct ClusterRun {
+    pub state: StateDir,
+    /// A bundle file; by default the lab bundle of the cluster's version from kinit's cache.
+    pub bundle: Option<PathBuf>,
+    pub assets: Assets,
+    pub run: RunOptions,
+    pub ignore_preflight: Vec<String>,
+}
+
+/// What kinit installed, kept in the state directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    /// Hosts that completed a run.
+    pub hosts: BTreeSet<String>,
+}
+
+impl Installed {
+    fn path(state: &StateDir) -> PathBuf {
+        state.root().join("installed.json")
+    }
+
+    pub fn load(state: &StateDir) -> Installed {
+        std::fs::read(Installed::path(state))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, state: &StateDir) -> Result<(), ClusterError> {
+        let text = serde_json::to_vec_pretty(self).expect("serialisable");
+        kinit_pki::write_atomic(&Installed::path(state), &text, 0o644)
+            .map_err(|e| ClusterError::Setup(e.to_string()))
+    }
+}
+
+/// The bundle to install from, verified and unpacked (once, into kinit's cache).
+pub fn unpacked_bundle(
+    requested: Option<&Path>,
+    version: KubernetesVersion,
+) -> Result<(PathBuf, Manifest), ClusterError> {
+    let cache = state::cache_dir();
+    let file = match requested {
+        Some(file) => file.to_owned(),
+        None if (version.major, version.minor) == (1, 20) => {
+            match bundle::lab::cached(&cache, version) {
+                // Checking Debian for newer packages takes seconds; `kinit bundle create` does it.
+                Some(file) => file,
+                None => bundle::lab::bundle(&cache, version)?,
+            }
+        }
+        None => {
+            return Err(ClusterError::Setup(format!(
+                "no bundle for Kubernetes {version}: build one (`kinit bundle create --source upstream --kubernetes-version {version}`) and pass --bundle FILE"
+            )));
+        }
+    };
+    let manifest = bundle::read_manifest(&file)?;
+    if manifest.kubernetes_version != version.to_string() {
+        return Err(ClusterError::Setup(format!(
+            "{} holds Kubernetes {}, but the configuration asks for {version}",
+            file.display(),
+            manifest.kubernetes_version
+        )));
+    }
+    use sha2::Digest;
+    let key = hex::encode(sha2::Sha256::digest(
+        serde_json::to_vec(&manifest).expect("serialisable"),
+    ));
+    let dir = cache.join("unpacked").join(&key[..16]);
+    if !dir.join(".complete").is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        bundle::extract(&file, &dir)?;
+        std::fs::write(dir.join(".complete"), b"")
+            .map_err(|e| ClusterError::Setup(format!("{}: {e}", dir.display())))?;
+    }
+    Ok((dir, manifest))
+}
+
+/// Images of the registry-less add-ons, by Kubernetes minor (as kubeadm pins CoreDNS).
+fn addon_images(version: KubernetesVersion) -> Value {
+    let coredns = match version.minor {
+        0..=20 => "k8s.gcr.io/coredns:1.7.0",
+        21 => "k8s.gcr.io/coredns/coredns:v1.8.0",
+        22..=24 => "registry.k8s.io/coredns/coredns:v1.8.6",
+        25..=28 => "registry.k8s.io/coredns/coredns:v1.10.1",
+        _ => "registry.k8s.io/coredns/coredns:v1.11.1",
+    };
+    json!({
+        "coredns": coredns,
+        "csi_hostpath": "registry.k8s.io/sig-storage/hostpathplugin:v1.9.0",
+        "csi_provisioner": "registry.k8s.io/sig-storage/csi-provisioner:v3.6.0",
+        "csi_registrar": "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.9.0",
+    })
+}
+
+/// Flags that exist in some Kubernetes versions only; unit tests pin them.
+pub fn version_flags(version: KubernetesVersion) -> Value {
+    json!({
+        // The insecure port was disabled by flag until the flag went in v1.24.
+        "insecure_port": version.minor < 24,
+        // Scheduler and controller manager served plain HTTP on --port until kubeadm v1.22.
+        "component_port_zero": version.minor < 22,
+    })
+}
+
+/// The template variables of a cluster run.
+pub fn variables(
+    cluster: &Cluster,
+    pki_dir: &Path,
+    manifest: &Manifest,
+    installed: &Installed,
+) -> Result<BTreeMap<String, Value>, ClusterError> {
+    let version = cluster.kubernetes_version;
+    let net = &cluster.networking;
+    let ca = std::fs::read(pki_dir.join("pki/ca.crt")).map_err(|e| {
+        ClusterError::Setup(format!("{}: {e}", pki_dir.join("pki/ca.crt").display()))
+    })?;
+    let members: Vec<_> = cluster.etcd_members().collect();
+    let initial_cluster = members
+        .iter()
+        .map(|m| format!("{}=https://{}:2380", m.name, m.address))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Members of a cluster that exists are added one by one before they start.
+    let exists = !installed.hosts.is_empty();
+    let joining: Vec<Value> = members
+        .iter()
+        .filter(|m| exists && !installed.hosts.contains(m.name.as_str()))
+        .map(|m| json!({"name": m.name.as_str(), "address": m.address.to_string()}))
+        .collect();
+    let containerd_major = manifest
+        .entry("containerd")
+        .and_then(|e| {
+            e.version
+                .split(['.', '~', '+', '-'])
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap_or(1);
+    let bundled: Vec<Value> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Image)
+        .map(|e| json!({"reference": e.name, "file": e.path.trim_start_matches("images/")}))
+        .collect();
+    let pause = manifest
+        .entries
+        .iter()
+        .find(|e| e.kind == Kind::Image && e.name.contains("/pause:"))
+        .map(|e| e.name.clone())
+        .ok_or_else(|| ClusterError::Setup("the bundle holds no pause image".into()))?;
+    let mut images = addon_images(version);
+    images["pause"] = json!(pause);
+    images["bundled"] = json!(bundled);
+    let mut node_services = vec!["kubelet", "kube-proxy"];
+    if net.cni == crate::config::Cni::Bridge {
+        node_services.push("kinit-routes");
+    }
+    let cni = match net.cni {
+        crate::config::Cni::Bridge => "bridge",
+        crate::config::Cni::Calico => "calico",
+        crate::config::Cni::Flannel => "flannel",
+    };
+    let mut vars = BTreeMap::new();
+    vars.insert("pki".into(), json!(pki_dir));
+    vars.insert(
+        "version".into(),
+        json!({"major": version.major, "minor": version.minor, "patch": version.patch}),
+    );
+    vars.insert("flags".into(), version_flags(version));
+    vars.insert(
+        "network".into(),
+        json!({
+            "pod_cidr": net.pod_cidr.to_string(),
+            "service_cidr": net.service_cidr.to_string(),
+            "node_mask": net.node_cidr_mask_size,
+            "dns_domain": net.dns_domain.to_string(),
+            "dns_ip": cluster.dns_service_ip().map(|ip| ip.to_string()),
+            "cni": cni,
+        }),
+    );
+    vars.insert(
+        "api".into(),
+        json!({
+            "external_url": topology::external_api_url(cluster),
+            "node_local_balancer": topology::needs_node_local_balancer(cluster),
+            "control_plane_addresses": cluster.control_planes().map(|h| h.address.to_string()).collect::<Vec<_>>(),
+        }),
+    );
+    vars.insert(
+        "etcd".into(),
+        json!({"initial_cluster": initial_cluster, "token": format!("kinit-{}", cluster.name()), "joining": joining}),
+    );
+    vars.insert("images".into(), images);
+    vars.insert(
+        "containerd".into(),
+        json!({"config_version": if containerd_major >= 2 { 3 } else { 2 }}),
+    );
+    vars.insert(
+        "ca_data".into(),
+        json!(base64::engine::general_purpose::STANDARD.encode(ca)),
+    );
+    vars.insert("node_services".into(), json!(node_services));
+    vars.insert("expected_nodes".into(), json!(cluster.hosts.len()));
+    let kinit = std::env::current_exe()
+        .map_err(|e| ClusterError::Setup(format!("locating kinit itself: {e}")))?;
+    vars.insert("kinit_binary".into(), json!(kinit));
+    Ok(vars)
+}
+
+/// The inventory of a cluster run: roles as groups, `bootstrap` for the first control plane,
+/// and each host's own PKI paths.
+pub fn run_inventory(
+    cluster: &Cluster,
+    pki_dir: &Path,
+    vars: BTreeMap<String, Value>,
+    installed: &Installed,
+) -> Inventory {
+    let mut inventory = inventory::from_cluster(cluster, vars);
+    let bootstrap = cluster.control_planes().next().map(|h| h.name.to_string());
+    let exists = !installed.hosts.is_empty();
+    for host in &mut inventory.hosts {
+        if Some(&host.name) == bootstrap.as_ref() {
+            host.groups.push("bootstrap".into());
+        }
+        host.vars.insert(
+            "node_pki".into(),
+            json!(pki_dir.join("pki/nodes").join(&host.name)),
+        );
+        host.vars.insert(
+            "kubelet_conf".into(),
+            json!(pki_dir.join(format!("kubelet-{}.conf", host.name))),
+        );
+        let joins = exists && !installed.hosts.contains(&host.name);
+        host.vars.insert(
+            "etcd_state".into(),
+            json!(if joins { "existing" } else { "new" }),
+        );
+    }
+    inventory
+}
+
+/// Checks every host about to be touched; an error lists every finding.
+pub async fn preflight(
+    runner: &Runner,
+    cluster: &Cluster,
+    hosts: &[String],
+    ignore: &[String],
+) -> Result<preflight::Report, ClusterError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let gathered = runner.probe(hosts, preflight::SCRIPT).await;
+    let report = preflight::judge(cluster, &gathered, now, ignore);
+    if report.errors.is_empty() {
+        Ok(report)
+    } else {
+        Err(ClusterError::Preflight(report.errors))
+    }
+}
+
+/// Installs the cluster on every host (`init`), or adds `joining` hosts to it (`join`).
+pub async fn install(
+    cluster: &Cluster,
+    options: ClusterRun,
+    joining: Option<&str>,
+    sink: Arc<dyn EventSink>,
+) -> Result<(RunReport, preflight::Report), ClusterError> {
+    let pki_dir = options.state.kubernetes();
+    let mut installed = Installed::load(&options.state);
+    if let Some(node) = joining {
+        let host = cluster.host(node).ok_or_else(|| {
+            ClusterError::Setup(format!(
+                "--node {node}: no host of that name in the configuration"
+            ))
+        })?;
+        if installed.hosts.is_empty() {
+            return Err(ClusterError::Setup(format!(
+                "no cluster was installed from this configuration ({} holds no record); run `kinit init` first",
+                options.state.root().display()
+            )));
+        }
+        if host.has_role(Role::ControlPlane) && installed.hosts.contains(node) {
+            tracing::info!("{node} is already part of the cluster; re-applying its configuration");
+        }
+    }
+    certs::generate(
+        cluster,
+        &pki_dir,
+        &kinit_pki::Placement::Cluster,
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let (bundle_dir, manifest) =
+        unpacked_bundle(options.bundle.as_deref(), cluster.kubernetes_version)?;
+    let vars = variables(cluster, &pki_dir, &manifest, &installed)?;
+    let inventory = run_inventory(cluster, &pki_dir, vars, &installed);
+    let (name, source) = options
+        .assets
+        .playbook("init")
+        .map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates =
+        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let mut run = options.run;
+    run.files = bundle_dir;
+    if let Some(node) = joining {
+        // The joining host, and the first control plane, which announces new etcd members.
+        let bootstrap = cluster
+            .control_planes()
+            .next()
+            .map(|h| h.name.to_string())
+            .unwrap_or_default();
+        run.limit = Some(format!("{node},{bootstrap}"));
+    }
+    let targets: Vec<String> = match &run.limit {
+        Some(limit) => inventory
+            .select(limit)
+            .iter()
+            .map(|h| h.name.clone())
+            .collect(),
+        None => inventory.hosts.iter().map(|h| h.name.clone()).collect(),
+    };
+    // Preflight looks at hosts that are not yet kinit's; re-runs and resumes skip it.
+    let fresh: Vec<String> = targets
+        .iter()
+        .filter(|h| !installed.hosts.contains(*h))
+        .cloned()
+        .collect();
+    let resume = run.resume;
+    let runner = Runner::new(inventory, templates, run, sink);
+    let preflight_report = if resume || fresh.is_empty() {
+        preflight::Report::default()
+    } else {
+        preflight(&runner, cluster, &fresh, &options.ignore_preflight).await?
+    };
+    let report = runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    if report.success() && !runner_dry_run(&runner) {
+        installed.hosts.extend(targets);
+        installed.save(&options.state)?;
+    }
+    Ok((report, preflight_report))
+}
+
+fn runner_dry_run(runner: &Runner) -> bool {
+    runner.dry_run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_the_version() {
+        let old = version_flags(KubernetesVersion::new(1, 20, 2));
+        let new = version_flags(KubernetesVersion::new(1, 30, 2));
+        assert_eq!(
+            old,
+            json!({"insecure_port": true, "component_port_zero": true})
+        );
+        assert_eq!(
+            new,
+            json!({"insecure_port": false, "component_port_zero": false})
+        );
+        assert_eq!(
+            addon_images(KubernetesVersion::new(1, 20, 2))["coredns"],
+            "k8s.gcr.io/coredns:1.7.0"
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! kubeadm's workflow, on the machine itself: `kinit init` makes this machine the first control
+//! plane of a new cluster and prints the command that joins others; `kinit join ENDPOINT
+//! --token … --discovery-token-ca-cert-hash …` makes this machine a node of that cluster by
+//! discovery and TLS bootstrap. Both run the same playbook as the SSH mode, over the local
+//! transport, with the PKI directly in /etc/kubernetes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kinit_pki::{BootstrapToken, CertificateInfo, Placement};
+use serde_json::{Value, json};
+
+use super::bootstrap::{self, Discovered};
+use super::cluster::{self, ClusterError, Installed};
+use crate::config::{self, Cluster, KubernetesVersion, Role};
+use crate::engine::assets::Assets;
+use crate::engine::events::EventSink;
+use crate::engine::facts::Facts;
+use crate::engine::inventory::Connection;
+use crate::engine::playbook;
+use crate::engine::runner::{RunOptions, RunReport, Runner};
+use crate::engine::templates::Templates;
+use crate::engine::transport::local::LocalTransport;
+use crate::engine::transport::{Privilege, Session};
+use crate::state::StateDir;
+
+/// Where a machine keeps its Kubernetes files, as kubeadm does.
+pub const ETC_KUBERNETES: &str = "/etc/kubernetes";
+/// kinit's own state on a machine: journal and record of the installation.
+pub const LOCAL_STATE: &str = "/var/lib/kinit";
+
+pub struct LocalInit {
+    pub cluster_name: String,
+    pub node_name: Option<String>,
+    pub advertise_address: Option<IpAddr>,
+    pub kubernetes_version: Option<KubernetesVersion>,
+    pub pod_cidr: config::Cidr,
+    pub service_cidr: config::Cidr,
+    pub dns_domain: config::DnsDomain,
+    pub bundle: Option<PathBuf>,
+    pub token_ttl: Duration,
+    pub ignore_preflight: Vec<String>,
+    pub run: RunOptions,
+    pub assets: Assets,
+}
+
+pub struct LocalJoin {
+    pub endpoint: String,
+    pub token: BootstrapToken,
+    pub pins: Vec<String>,
+    pub node_name: Option<String>,
+    pub advertise_address: Option<IpAddr>,
+    pub bundle: Option<PathBuf>,
+    pub ignore_preflight: Vec<String>,
+    pub run: RunOptions,
+    pub assets: Assets,
+}
+
+/// What `kinit init` reports: the command that joins other machines.
+pub struct Initialized {
+    pub report: RunReport,
+    pub join_command: String,
+    pub admin_kubeconfig: PathBuf,
+}
+
+async fn local_facts() -> Result<Facts, ClusterError> {
+    let session = Session::new(Arc::new(LocalTransport), Privilege::Root);
+    Facts::gather(&session)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))
+}
+
+/// The machine's name and address: given, or its hostname and first non-loopback IPv4.
+fn identity(
+    facts: &Facts,
+    name: Option<&str>,
+    address: Option<IpAddr>,
+) -> Result<(config::NodeName, IpAddr), ClusterError> {
+    let name = name.unwrap_or(&facts.hostname).to_ascii_lowercase();
+    let name: config::NodeName = name
+        .parse()
+        .map_err(|e| ClusterError::Setup(format!("{e}; choose one with --node-name")))?;
+    let address = match address {
+        Some(address) => address,
+        None => facts
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .find(|a| a.is_ipv4() && !a.is_loopback())
+            .ok_or_else(|| ClusterError::Setup("this machine has no IPv4 address to advertise; give one with --advertise-address".into()))?,
+    };
+    Ok((name, address))
+}
+
+/// A one-host cluster configuration for this machine.
+fn machine_cluster(
+    cluster_name: &str,
+    version: KubernetesVersion,
+    node: config::NodeName,
+    address: IpAddr,
+    role: Role,
+    networking: config::Networking,
+) -> Result<Cluster, ClusterError> {
+    let cluster = Cluster {
+        api_version: config::ApiVersion::V1Alpha1,
+        kind: config::Kind::Cluster,
+        metadata: config::Metadata {
+            name: cluster_name
+                .parse()
+                .map_err(|e: String| ClusterError::Setup(e))?,
+        },
+        kubernetes_version: version,
+        ssh: config::Ssh::default(),
+        hosts: vec![config::Host {
+            name: node,
+            address: config::Address(address),
+            roles: vec![role],
+            ssh: config::Ssh::default(),
+            sudo: Some(false),
+        }],
+        networking,
+        control_plane: config::ControlPlane::default(),
+        certificates: config::Certificates::default(),
+    };
+    let problems: Vec<String> = config::validate(&cluster)
+        .into_iter()
+        .filter(|d| d.severity == config::Severity::Error)
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    if problems.is_empty() {
+        Ok(cluster)
+    } else {
+        Err(ClusterError::Setup(problems.join("; ")))
+    }
+}
+
+/// One run of the playbook on this machine.
+struct MachineRun<'a> {
+    cluster: &'a Cluster,
+    bundle: Option<&'a Path>,
+    assets: &'a Assets,
+    run: RunOptions,
+    ignore_preflight: &'a [String],
+    /// The kubelet's kubeconfig to install; empty when the kubelet gets one by TLS bootstrap.
+    kubelet_conf: &'a str,
+}
+
+async fn run_local(
+    machine: MachineRun<'_>,
+    edit_vars: impl FnOnce(&mut BTreeMap<String, Value>),
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
+    let MachineRun {
+        cluster,
+        bundle,
+        assets,
+        mut run,
+        ignore_preflight,
+        kubelet_conf,
+    } = machine;
+    let pki = Path::new(ETC_KUBERNETES);
+    let state = StateDir::new(LOCAL_STATE);
+    let installed = Installed::load(&state);
+    let (bundle_dir, manifest) = cluster::unpacked_bundle(bundle, cluster.kubernetes_version)?;
+    let mut vars = cluster::variables(cluster, pki, &manifest, &Installed::default())?;
+    edit_vars(&mut vars);
+    let mut inventory = cluster::run_inventory(cluster, pki, vars, &Installed::default());
+    for host in &mut inventory.hosts {
+        host.connection = Connection::Local;
+        host.sudo = false;
+        host.vars.insert("node_pki".into(), json!(pki.join("pki")));
+        host.vars.insert("kubelet_conf".into(), json!(kubelet_conf));
+    }
+    let (name, source) = assets.playbook("init").map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates = Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    run.files = bundle_dir;
+    run.journal = Some(state.root().join("journal.json"));
+    let resume = run.resume;
+    let runner = Runner::new(inventory, templates, run, sink);
+    let node = cluster.hosts[0].name.to_string();
+    if !resume && !installed.hosts.contains(&node) {
+        cluster::preflight(
+            &runner,
+            cluster,
+            std::slice::from_ref(&node),
+            ignore_preflight,
+        )
+        .await?;
+    }
+    let report = runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    if report.success() && !runner.dry_run() {
+        let mut installed = installed;
+        installed.hosts.insert(node);
+        let text = serde_json::to_vec_pretty(&installed).expect("serialisable");
+        kinit_pki::write_atomic(&state.root().join("installed.json"), &text, 0o644)
+            .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    }
+    Ok(report)
+}
+
+/// Makes this machine the first control plane of a new cluster.
+pub async fn init(
+    options: LocalInit,
+    sink: Arc<dyn EventSink>,
+) -> Result<Initialized, ClusterError> {
+    let facts = local_facts().await?;
+    let (node, address) = identity(
+        &facts,
+        options.node_name.as_deref(),
+        options.advertise_address,
+    )?;
+    let version = match (options.kubernetes_version, &options.bundle) {
+        (Some(version), _) => version,
+        (None, Some(bundle)) => crate::bundle::read_manifest(bundle)?
+            .kubernetes_version
+            .parse()
+            .map_err(ClusterError::Setup)?,
+        (None, None) => crate::bundle::lab::SOURCE_VERSION,
+    };
+    let networking = config::Networking {
+        pod_cidr: options.pod_cidr,
+        service_cidr: options.service_cidr,
+        dns_domain: options.dns_domain,
+        ..config::Networking::default()
+    };
+    let cluster = machine_cluster(
+        &options.cluster_name,
+        version,
+        node,
+        address,
+        Role::ControlPlane,
+        networking,
+    )?;
+    super::certs::generate(
+        &cluster,
+        Path::new(ETC_KUBERNETES),
+        &Placement::Node(cluster.hosts[0].name.to_string()),
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let kubelet_conf = format!("{ETC_KUBERNETES}/kubelet.conf");
+    let dry_run = options.run.dry_run;
+    let machine = MachineRun {
+        cluster: &cluster,
+        bundle: options.bundle.as_deref(),
+        assets: &options.assets,
+        run: options.run,
+        ignore_preflight: &options.ignore_preflight,
+        kubelet_conf: &kubelet_conf,
+    };
+    let report = run_local(machine, |_| {}, sink).await?;
+    let mut join_command = String::new();
+    if report.success() && !dry_run {
+        let session = Session::new(Arc::new(LocalTransport), Privilege::Root);
+        let token = bootstrap::create_token(&session, options.token_ttl, "created by kinit init")
+            .await
+            .map_err(|e| ClusterError::Setup(e.to_string()))?;
+        let ca = std::fs::read_to_string(format!("{ETC_KUBERNETES}/pki/ca.crt"))
+            .map_err(|e| ClusterError::Setup(e.to_string()))?;
+        let ca = CertificateInfo::from_pem(&ca).map_err(|e| ClusterError::Setup(e.to_string()))?;
+        join_command = format!(
+            "kinit join {address}:6443 --token {} --discovery-token-ca-cert-hash {}",
+            token.expose(),
+            kinit_pki::pin::ca_pin(&ca)
+        );
+    }
+    Ok(Initialized {
+        report,
+        join_command,
+        admin_kubeconfig: PathBuf::from(ETC_KUBERNETES).join("admin.conf"),
+    })
+}
+
+/// Makes this machine a node of the cluster at `endpoint`: discovery, then the node's part of
+/// the playbook, then TLS bootstrap by the kubelet (bootstrap token → CSR → certificate).
+pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunReport, ClusterError> {
+    let discovered: Discovered = bootstrap::discover(
+        &options.endpoint,
+        &options.token,
+        &options.pins,
+        Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let settings = bootstrap::cluster_settings(&discovered, &options.endpoint, &options.token)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let setting = |key: &str| settings[key].as_str().unwrap_or_default().to_owned();
+    let parse = |key: &str| -> Result<String, ClusterError> {
+        let value = setting(key);
+        if value.is_empty() {
+            Err(ClusterError::Setup(format!(
+                "the cluster's kinit-config has no {key}"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    let version: KubernetesVersion = parse("kubernetes-version")?
+        .parse()
+        .map_err(ClusterError::Setup)?;
+    let networking = config::Networking {
+        pod_cidr: parse("pod-cidr")?.parse().map_err(ClusterError::Setup)?,
+        service_cidr: parse("service-cidr")?
+            .parse()
+            .map_err(ClusterError::Setup)?,
+        dns_domain: parse("dns-domain")?.parse().map_err(ClusterError::Setup)?,
+        node_cidr_mask_size: setting("node-cidr-mask-size").parse().unwrap_or(24),
+        cni: match setting("cni").as_str() {
+            "calico" => config::Cni::Calico,
+            "flannel" => config::Cni::Flannel,
+            _ => config::Cni::Bridge,
+        },
+    };
+    let facts = local_facts().await?;
+    let (node, address) = identity(
+        &facts,
+        options.node_name.as_deref(),
+        options.advertise_address,
+    )?;
+    let cluster = machine_cluster(
+        &parse("cluster-name")?,
+        version,
+        node.clone(),
+        address,
+        Role::Worker,
+        networking,
+    )?;
+    // The kubelet's first credentials: the token; TLS bootstrap replaces them with a certificate.
+    let etc = Path::new(ETC_KUBERNETES);
+    kinit_pki::write_atomic(&etc.join("pki/ca.crt"), discovered.ca_pem.as_bytes(), 0o644)
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let bootstrap_conf =
+        bootstrap::bootstrap_kubeconfig(&discovered, &options.endpoint, &options.token);
+    kinit_pki::write_atomic(
+        &etc.join("bootstrap-kubelet.conf"),
+        bootstrap_conf.as_bytes(),
+        0o600,
+    )
+    .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let server = format!("https://{}", options.endpoint);
+    let machine = MachineRun {
+        cluster: &cluster,
+        bundle: options.bundle.as_deref(),
+        assets: &options.assets,
+        run: options.run,
+        ignore_preflight: &options.ignore_preflight,
+        kubelet_conf: "",
+    };
+    let report = run_local(
+        machine,
+        |vars| {
+            vars.insert("api".into(), json!({"external_url": server, "node_local_balancer": false, "control_plane_addresses": []}));
+        },
+        sink,
+    )
+    .await?;
+    if report.success() {
+        wait_for_registration(node.as_str(), Duration::from_secs(180)).await?;
+    }
+    Ok(report)
+}
+
+/// Waits until the kubelet has its certificate (TLS bootstrap done) and its node is Ready.
+async fn wait_for_registration(node: &str, timeout: Duration) -> Result<(), ClusterError> {
+    let deadline = Instant::now() + timeout;
+    let session = Session::new(Arc::new(LocalTransport), Privilege::Root);
+    let check = format!(
+        "test -s {ETC_KUBERNETES}/kubelet.conf && kubectl --kubeconfig={ETC_KUBERNETES}/kubelet.conf get node {node} \
+         -o jsonpath='{{.status.conditions[?(@.type==\"Ready\")].status}}'"
+    );
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(output) = session
+            .exec(&check, crate::engine::transport::Stdin::none(), true)
+            .await
+        {
+            if output.stdout_text().trim() == "True" {
+                return Ok(());
+            }
+            last = output.stderr_tail(2);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Err(ClusterError::Setup(format!(
+        "{node} did not become Ready within {} s (last: {last}); see `journalctl -u kubelet`",
+        timeout.as_secs()
+    )))
+}
