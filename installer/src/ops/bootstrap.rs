@@ -182,8 +182,8 @@ pub fn verify_detached_jws(jws: &str, payload: &str, token: &BootstrapToken) -> 
     let Ok(header_json) = URL_SAFE_NO_PAD.decode(header) else {
         return false;
     };
-    let header: Value = serde_json::from_slice(&header_json).unwrap_or_default();
-    if header["alg"] != "HS256" || header["kid"].as_str().is_some_and(|kid| kid != token.id()) {
+    let fields: Value = serde_json::from_slice(&header_json).unwrap_or_default();
+    if fields["alg"] != "HS256" || fields["kid"].as_str().is_some_and(|kid| kid != token.id()) {
         return false;
     }
     let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
