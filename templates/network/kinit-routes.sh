@@ -12,7 +12,8 @@ while :; do
     jsonpath='{range .items[*]}{.spec.podCIDR}{" "}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' 2>/dev/null |
   while read -r cidr address; do
     if [ -n "$cidr" ] && [ -n "$address" ] && [ "$address" != "$self" ]; then
-      ip route replace "$cidr" via "$address"
+      # Protocol 213 marks kinit's routes, so that `kinit reset` removes exactly these.
+      ip route replace "$cidr" via "$address" proto 213
     fi
   done
   sleep 5

@@ -385,6 +385,73 @@ pub async fn install(
     Ok((report, preflight_report))
 }
 
+/// Removes what kinit installed from every host, or from `node`, and forgets them.
+pub async fn reset(
+    cluster: &Cluster,
+    options: ClusterRun,
+    node: Option<&str>,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
+    if let Some(node) = node {
+        if cluster.host(node).is_none() {
+            return Err(ClusterError::Setup(format!(
+                "--node {node}: no host of that name in the configuration"
+            )));
+        }
+    }
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "network".into(),
+        json!({"pod_cidr": cluster.networking.pod_cidr.to_string()}),
+    );
+    let inventory = inventory::from_cluster(cluster, vars);
+    let (name, source) = options
+        .assets
+        .playbook("reset")
+        .map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates =
+        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let mut run = options.run;
+    run.limit = node.map(str::to_owned);
+    let dry_run = run.dry_run;
+    let runner = Runner::new(inventory, templates, run, sink);
+    let report = runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    if report.success() && !dry_run {
+        let mut installed = Installed::load(&options.state);
+        match node {
+            Some(node) => {
+                installed.hosts.remove(node);
+            }
+            None => installed.hosts.clear(),
+        }
+        installed.save(&options.state)?;
+        let _ = std::fs::remove_file(options.state.root().join("journal").join("init.json"));
+    }
+    Ok(report)
+}
+
+/// The cluster's health: hosts, services, nodes, etcd members.
+pub async fn status(
+    cluster: &Cluster,
+    run: RunOptions,
+    assets: &Assets,
+) -> Result<super::status::ClusterStatus, ClusterError> {
+    let inventory = inventory::from_cluster(cluster, BTreeMap::new());
+    let templates = Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let runner = Runner::new(
+        inventory,
+        templates,
+        run,
+        Arc::new(crate::engine::events::Silent),
+    );
+    Ok(super::status::status(cluster, &runner).await)
+}
+
 fn runner_dry_run(runner: &Runner) -> bool {
     runner.dry_run()
 }

@@ -368,6 +368,35 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
     Ok(report)
 }
 
+/// Removes what kinit installed from this machine (`kinit reset` without a configuration).
+pub async fn reset(
+    mut run: RunOptions,
+    assets: &Assets,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
+    let facts = local_facts().await?;
+    let inventory = crate::engine::inventory::Inventory {
+        hosts: vec![crate::engine::inventory::Host {
+            name: facts.hostname.clone(),
+            connection: Connection::Local,
+            sudo: false,
+            groups: Vec::new(),
+            vars: BTreeMap::new(),
+        }],
+        vars: BTreeMap::new(),
+    };
+    let (name, source) = assets.playbook("reset").map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates = Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    run.journal = None;
+    let runner = Runner::new(inventory, templates, run, sink);
+    runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))
+}
+
 /// Waits until the kubelet has its certificate (TLS bootstrap done) and its node is Ready.
 async fn wait_for_registration(node: &str, timeout: Duration) -> Result<(), ClusterError> {
     let deadline = Instant::now() + timeout;

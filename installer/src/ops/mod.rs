@@ -9,3 +9,4 @@ pub mod cluster;
 pub mod inventory;
 pub mod local;
 pub mod preflight;
+pub mod status;

@@ -156,6 +156,38 @@ pub struct JoinArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The cluster configuration [default: this machine].
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        env = "KINIT_CONFIG"
+    )]
+    config: Option<PathBuf>,
+    /// Only this host.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct KubeconfigArgs {
     #[command(flatten)]
     config: ConfigArg,
@@ -389,6 +421,176 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         "\nThis machine joined the cluster: its kubelet has its own certificate, approved by the cluster."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{question} Confirm with --yes when not at a terminal"
+    );
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = configuration(args.config) else {
+        if !args.yes
+            && !args.run.dry_run
+            && !confirm(
+                "This removes Kubernetes from this machine, with its data (etcd included).",
+            )?
+        {
+            eprintln!("nothing changed");
+            return Ok(ExitCode::FAILURE);
+        }
+        let progress = Arc::new(Progress::new(args.run.output));
+        let run = args
+            .run
+            .options(PathBuf::from(local::LOCAL_STATE).join("reset.json"), None)?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        let report = runtime.block_on(local::reset(
+            run,
+            &args.run.assets.assets(),
+            progress.clone(),
+        ))?;
+        return Ok(if summarize(&progress, &report, "kinit reset") {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    };
+    let loaded = ConfigArg { path: config }.load()?;
+    let cluster = &loaded.cluster;
+    let target = args
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("all {} hosts of {}", cluster.hosts.len(), cluster.name()));
+    if !args.yes
+        && !args.run.dry_run
+        && !confirm(&format!(
+            "This removes Kubernetes from {target}, with its data (etcd included)."
+        ))?
+    {
+        eprintln!("nothing changed");
+        return Ok(ExitCode::FAILURE);
+    }
+    let state = args
+        .state_dir
+        .map(StateDir::new)
+        .unwrap_or_else(|| super::state_dir(&loaded));
+    let progress = Arc::new(Progress::new(args.run.output));
+    let options = ClusterRun {
+        state: state.clone(),
+        bundle: None,
+        assets: args.run.assets.assets(),
+        run: args.run.options(
+            state.root().join("journal").join("reset.json"),
+            Some(cluster),
+        )?,
+        ignore_preflight: Vec::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(cluster::reset(
+        cluster,
+        options,
+        args.node.as_deref(),
+        progress.clone(),
+    ))?;
+    if !summarize(
+        &progress,
+        &report,
+        &format!("kinit reset -c {}", loaded.path.display()),
+    ) {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let loaded = args.config.load()?;
+    let cluster = &loaded.cluster;
+    let run = RunOptions {
+        ssh: args.access.ssh_options()?,
+        sudo_password: args.access.sudo_password(cluster)?,
+        ..RunOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let status = runtime.block_on(cluster::status(
+        cluster,
+        run,
+        &kinit::engine::assets::Assets::default(),
+    ))?;
+    if args.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "cluster {} (Kubernetes {})",
+        status.cluster, status.kubernetes_version
+    );
+    println!(
+        "\n{:<12} {:<16} {:<22} {:<7} {:<9} SERVICES",
+        "NODE", "ADDRESS", "ROLES", "READY", "VERSION"
+    );
+    for node in &status.nodes {
+        let services = match &node.unreachable {
+            Some(e) => format!("unreachable: {e}"),
+            None => node
+                .services
+                .iter()
+                .map(|(u, s)| {
+                    if s == "active" {
+                        u.clone()
+                    } else {
+                        format!("{u}={s}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        println!(
+            "{:<12} {:<16} {:<22} {:<7} {:<9} {services}",
+            node.name,
+            node.address,
+            node.roles.join(","),
+            node.ready.map_or("?", |r| if r { "yes" } else { "no" }),
+            node.kubelet_version.as_deref().unwrap_or("?"),
+        );
+    }
+    println!(
+        "\n{:<32} {:<8} {:<7} {:<9} DB SIZE",
+        "ETCD MEMBER", "HEALTHY", "LEADER", "VERSION"
+    );
+    for member in &status.etcd {
+        println!(
+            "{:<32} {:<8} {:<7} {:<9} {}",
+            member.endpoint,
+            if member.healthy { "yes" } else { "NO" },
+            if member.leader { "yes" } else { "" },
+            member.version.as_deref().unwrap_or("?"),
+            member
+                .db_size
+                .map_or("?".into(), |s| format!("{:.1} MB", s as f64 / 1e6)),
+        );
+    }
+    if let Some(e) = &status.api_error {
+        println!("\nwarning: {e}");
+    }
+    let healthy = status.api_error.is_none()
+        && status
+            .nodes
+            .iter()
+            .all(|n| n.unreachable.is_none() && n.ready == Some(true))
+        && status.etcd.iter().all(|m| m.healthy);
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<ExitCode> {

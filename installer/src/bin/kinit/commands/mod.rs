@@ -25,6 +25,10 @@ pub enum Command {
     Init(cluster::InitArgs),
     /// Add a host of the configuration to the cluster (a worker or a control plane).
     Join(cluster::JoinArgs),
+    /// Remove Kubernetes from every host (or one), leaving the operating system clean.
+    Reset(cluster::ResetArgs),
+    /// Show nodes, versions, services and etcd members' health.
+    Status(cluster::StatusArgs),
     /// Print the cluster's admin kubeconfig.
     Kubeconfig(cluster::KubeconfigArgs),
     /// Commands that run on nodes.
@@ -60,6 +64,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Init(args) => cluster::init(args),
         Command::Join(args) => cluster::join(args),
         Command::Kubeconfig(args) => cluster::kubeconfig(args),
+        Command::Reset(args) => cluster::reset(args),
+        Command::Status(args) => cluster::status(args),
         Command::Node(command) => node::run(command),
     }
 }
