@@ -193,15 +193,28 @@ impl Kubeconfig {
         Some((cluster, user))
     }
 
+    /// The current context's cluster; without contexts (cluster-info has none), the first.
+    fn cluster(&self) -> Option<&NamedCluster> {
+        match self.current() {
+            Some((cluster, _)) => Some(cluster),
+            None if self.contexts.is_empty() => self.clusters.first(),
+            None => None,
+        }
+    }
+
     /// The current context's server URL.
     pub fn server(&self) -> Option<&str> {
-        self.current().map(|(c, _)| c.cluster.server.as_str())
+        self.cluster().map(|c| c.cluster.server.as_str())
     }
 
     /// The current context's CA certificate (PEM), when embedded.
     pub fn ca_pem(&self) -> Option<String> {
-        let (cluster, _) = self.current()?;
-        decode(cluster.cluster.certificate_authority_data.as_deref()?)
+        decode(
+            self.cluster()?
+                .cluster
+                .certificate_authority_data
+                .as_deref()?,
+        )
     }
 
     /// The current user's embedded client certificate and key (PEM), when there are both.
@@ -290,5 +303,26 @@ users:
             config.client_credentials(),
             Some(("NEW".into(), "KEY2".into()))
         );
+    }
+
+    /// cluster-info's kubeconfig, as kube-apiserver serves it: one cluster, no context, no user.
+    #[test]
+    fn a_kubeconfig_without_contexts_gives_its_cluster() {
+        let text = "\
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: Q0E=
+    server: https://172.30.0.11:6443
+  name: \"\"
+contexts: []
+current-context: \"\"
+preferences: {}
+users: []
+";
+        let config = Kubeconfig::parse(&Source::new("cluster-info", text)).unwrap();
+        assert_eq!(config.ca_pem().as_deref(), Some("CA"));
+        assert_eq!(config.server(), Some("https://172.30.0.11:6443"));
     }
 }

@@ -58,9 +58,11 @@ impl Host {
         }
     }
 
+    /// The address other hosts reach this one at. A local host has no connection address, so
+    /// its `address` variable gives it (`kinit init` on a machine sets it).
     pub fn address(&self) -> Option<&str> {
         match &self.connection {
-            Connection::Local => None,
+            Connection::Local => self.vars.get("address").and_then(|a| a.as_str()),
             Connection::Ssh { address, .. } => Some(address),
         }
     }

@@ -125,9 +125,12 @@ fn machine_cluster(
         control_plane: config::ControlPlane::default(),
         certificates: config::Certificates::default(),
     };
+    // A joining worker's configuration describes only itself: the control planes it joins are
+    // not among its hosts, which validation would otherwise require.
     let problems: Vec<String> = config::validate(&cluster)
         .into_iter()
         .filter(|d| d.severity == config::Severity::Error)
+        .filter(|d| role == Role::ControlPlane || d.path != "hosts")
         .map(|d| format!("{}: {}", d.path, d.message))
         .collect();
     if problems.is_empty() {
@@ -146,6 +149,9 @@ struct MachineRun<'a> {
     ignore_preflight: &'a [String],
     /// The kubelet's kubeconfig to install; empty when the kubelet gets one by TLS bootstrap.
     kubelet_conf: &'a str,
+    /// Writes the machine's PKI and credentials: after preflight, which would otherwise take
+    /// them for another installation's.
+    write_credentials: Box<dyn FnOnce() -> Result<(), ClusterError> + Send + 'a>,
 }
 
 async fn run_local(
@@ -160,38 +166,55 @@ async fn run_local(
         mut run,
         ignore_preflight,
         kubelet_conf,
+        write_credentials,
     } = machine;
     let pki = Path::new(ETC_KUBERNETES);
     let state = StateDir::new(LOCAL_STATE);
     let installed = Installed::load(&state);
     let (bundle_dir, manifest) = cluster::unpacked_bundle(bundle, cluster.kubernetes_version)?;
-    let mut vars = cluster::variables(cluster, pki, &manifest, &Installed::default())?;
-    edit_vars(&mut vars);
-    let mut inventory = cluster::run_inventory(cluster, pki, vars, &Installed::default());
-    for host in &mut inventory.hosts {
-        host.connection = Connection::Local;
-        host.sudo = false;
-        host.vars.insert("node_pki".into(), json!(pki.join("pki")));
-        host.vars.insert("kubelet_conf".into(), json!(kubelet_conf));
-    }
-    let (name, source) = assets.playbook("init").map_err(ClusterError::Setup)?;
-    let playbook =
-        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
     let templates = Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    run.files = bundle_dir;
-    run.journal = Some(state.root().join("journal.json"));
-    let resume = run.resume;
-    let runner = Runner::new(inventory, templates, run, sink);
+    let local_inventory = |vars| {
+        let mut inventory = cluster::run_inventory(cluster, pki, vars, &Installed::default());
+        for (host, configured) in inventory.hosts.iter_mut().zip(&cluster.hosts) {
+            host.connection = Connection::Local;
+            host.sudo = false;
+            host.vars
+                .insert("address".into(), json!(configured.address.to_string()));
+        }
+        inventory
+    };
     let node = cluster.hosts[0].name.to_string();
-    if !resume && !installed.hosts.contains(&node) {
+    if !run.resume && !installed.hosts.contains(&node) {
+        // Before the credentials exist: preflight takes files in /etc/kubernetes for another
+        // installation's.
+        let probe = Runner::new(
+            local_inventory(BTreeMap::new()),
+            Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?,
+            run.clone(),
+            sink.clone(),
+        );
         cluster::preflight(
-            &runner,
+            &probe,
             cluster,
             std::slice::from_ref(&node),
             ignore_preflight,
         )
         .await?;
     }
+    write_credentials()?;
+    let mut vars = cluster::variables(cluster, pki, &manifest, &Installed::default())?;
+    edit_vars(&mut vars);
+    let mut inventory = local_inventory(vars);
+    for host in &mut inventory.hosts {
+        host.vars.insert("node_pki".into(), json!(pki.join("pki")));
+        host.vars.insert("kubelet_conf".into(), json!(kubelet_conf));
+    }
+    let (name, source) = assets.playbook("init").map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    run.files = bundle_dir;
+    run.journal = Some(state.root().join("journal.json"));
+    let runner = Runner::new(inventory, templates, run, sink);
     let report = runner
         .run(&playbook)
         .await
@@ -239,12 +262,6 @@ pub async fn init(
         Role::ControlPlane,
         networking,
     )?;
-    super::certs::generate(
-        &cluster,
-        Path::new(ETC_KUBERNETES),
-        &Placement::Node(cluster.hosts[0].name.to_string()),
-        time::OffsetDateTime::now_utc(),
-    )?;
     let kubelet_conf = format!("{ETC_KUBERNETES}/kubelet.conf");
     let dry_run = options.run.dry_run;
     let machine = MachineRun {
@@ -254,6 +271,15 @@ pub async fn init(
         run: options.run,
         ignore_preflight: &options.ignore_preflight,
         kubelet_conf: &kubelet_conf,
+        write_credentials: Box::new(|| {
+            super::certs::generate(
+                &cluster,
+                Path::new(ETC_KUBERNETES),
+                &Placement::Node(cluster.hosts[0].name.to_string()),
+                time::OffsetDateTime::now_utc(),
+            )?;
+            Ok(())
+        }),
     };
     let report = run_local(machine, |_| {}, sink).await?;
     let mut join_command = String::new();
@@ -333,19 +359,10 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         Role::Worker,
         networking,
     )?;
-    // The kubelet's first credentials: the token; TLS bootstrap replaces them with a certificate.
-    let etc = Path::new(ETC_KUBERNETES);
-    kinit_pki::write_atomic(&etc.join("pki/ca.crt"), discovered.ca_pem.as_bytes(), 0o644)
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
     let bootstrap_conf =
         bootstrap::bootstrap_kubeconfig(&discovered, &options.endpoint, &options.token);
-    kinit_pki::write_atomic(
-        &etc.join("bootstrap-kubelet.conf"),
-        bootstrap_conf.as_bytes(),
-        0o600,
-    )
-    .map_err(|e| ClusterError::Setup(e.to_string()))?;
     let server = format!("https://{}", options.endpoint);
+    let dry_run = options.run.dry_run;
     let machine = MachineRun {
         cluster: &cluster,
         bundle: options.bundle.as_deref(),
@@ -353,6 +370,19 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         run: options.run,
         ignore_preflight: &options.ignore_preflight,
         kubelet_conf: "",
+        // The kubelet's first credentials: the token; TLS bootstrap replaces them with a
+        // certificate.
+        write_credentials: Box::new(move || {
+            let etc = Path::new(ETC_KUBERNETES);
+            kinit_pki::write_atomic(&etc.join("pki/ca.crt"), discovered.ca_pem.as_bytes(), 0o644)
+                .map_err(|e| ClusterError::Setup(e.to_string()))?;
+            kinit_pki::write_atomic(
+                &etc.join("bootstrap-kubelet.conf"),
+                bootstrap_conf.as_bytes(),
+                0o600,
+            )
+            .map_err(|e| ClusterError::Setup(e.to_string()))
+        }),
     };
     let report = run_local(
         machine,
@@ -362,8 +392,11 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         sink,
     )
     .await?;
-    if report.success() {
+    if report.success() && !dry_run {
         wait_for_registration(node.as_str(), Duration::from_secs(180)).await?;
+        // The token's credentials are no longer needed and still let anyone join: as kubeadm
+        // does, do not leave them behind.
+        let _ = std::fs::remove_file(Path::new(ETC_KUBERNETES).join("bootstrap-kubelet.conf"));
     }
     Ok(report)
 }

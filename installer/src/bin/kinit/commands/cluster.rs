@@ -267,7 +267,10 @@ fn summarize(progress: &Progress, report: &kinit::engine::runner::RunReport, aga
     for failure in &report.failures {
         eprintln!("error: {failure}");
     }
-    eprintln!("hint: fix the cause, then continue with `{again} --resume`");
+    eprintln!(
+        "hint: once the host is back, `{again} --resume` continues from the failed task; after \
+         changing the configuration or templates, run `{again}` again (it redoes only what differs)"
+    );
     false
 }
 

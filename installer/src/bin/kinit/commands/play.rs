@@ -120,7 +120,8 @@ pub fn run(args: PlayArgs) -> anyhow::Result<ExitCode> {
         }
         if !args.dry_run {
             eprintln!(
-                "hint: fix the cause, then continue with `kinit play {} --resume`",
+                "hint: once the host is back, `kinit play {0} --resume` continues from the failed \
+                 task; after changing the playbook's inputs, run it again without --resume",
                 args.playbook
             );
         }
