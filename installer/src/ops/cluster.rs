@@ -344,8 +344,15 @@ pub async fn install(
         Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
     let mut run = options.run;
     run.files = bundle_dir;
-    if let Some(node) = joining {
-        // The joining host, and the first control plane, which announces new etcd members.
+    // A worker joins alone (with the first control plane, which waits for it to be Ready). A
+    // control plane changes every node's list of API servers, so the run covers all hosts: the
+    // others see no change but their load balancer's.
+    let joining_worker = joining.filter(|node| {
+        cluster
+            .host(node)
+            .is_some_and(|h| !h.has_role(Role::ControlPlane))
+    });
+    if let Some(node) = joining_worker {
         let bootstrap = cluster
             .control_planes()
             .next()

@@ -6,6 +6,7 @@
 mod support;
 
 mod bundle_lab;
+mod cluster;
 mod engine;
 mod lab_lifecycle;
 mod vagrant;

@@ -63,6 +63,17 @@ impl TestLab {
             .unwrap()
     }
 
+    /// The docker container of a node.
+    pub fn container(&self, node: &str) -> String {
+        format!("kinit-{}-{node}", self.name)
+    }
+
+    /// Copies a file of this machine into a node.
+    pub fn copy_to(&self, node: &str, source: &Path, destination: &str) {
+        let target = format!("{}:{destination}", self.container(node));
+        run(Command::new("docker").arg("cp").arg(source).arg(&target));
+    }
+
     pub fn down(&self) -> Output {
         run(self.kinit().args(["lab", "down"]))
     }
@@ -83,4 +94,35 @@ pub fn docker(args: &[&str]) -> String {
 
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The kubectl tests use on this machine: Debian's kubernetes-client, which `scripts/test`
+/// unpacks and exports as KINIT_KUBECTL.
+pub fn kubectl(kubeconfig: &Path) -> Command {
+    let program = std::env::var_os("KINIT_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from("/var/cache/kinit/tools/kubernetes-client/usr/bin/kubectl")
+        });
+    let mut command = Command::new(program);
+    command.arg("--kubeconfig").arg(kubeconfig);
+    command
+}
+
+/// Polls `check` every second until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if std::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {} s; last: {last}", timeout.as_secs())
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(1)),
+        }
+    }
 }
