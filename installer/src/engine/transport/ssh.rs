@@ -512,8 +512,20 @@ impl Transport for SshTransport {
             }
             (output, exited)
         };
-        let (fed, (mut output, exited)) = tokio::join!(feed, collect);
-        fed?;
+        // The input is fed while the output is collected. When the channel ends first (the
+        // command exited without reading everything, or the host went away), the feeding stops
+        // too: a write waiting for window space on a dead connection would wait forever.
+        tokio::pin!(feed, collect);
+        let mut fed = None;
+        let (mut output, exited) = loop {
+            tokio::select! {
+                result = &mut feed, if fed.is_none() => fed = Some(result),
+                collected = &mut collect => break collected,
+            }
+        };
+        if let Some(result) = fed {
+            result?;
+        }
         if !exited {
             output.lost = Some("the channel closed before the command exited".into());
         }
