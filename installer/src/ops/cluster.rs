@@ -126,8 +126,19 @@ fn addon_images(version: KubernetesVersion) -> Value {
         25..=28 => "registry.k8s.io/coredns/coredns:v1.10.1",
         _ => "registry.k8s.io/coredns/coredns:v1.11.1",
     };
+    // Calico v3.21 is the last release tested with Kubernetes v1.20–v1.22.
+    let calico = if version.minor <= 22 {
+        "v3.21.6"
+    } else {
+        "v3.28.2"
+    };
     json!({
         "coredns": coredns,
+        "flannel": "docker.io/flannel/flannel:v0.25.7",
+        "flannel_cni_plugin": "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2",
+        "calico_cni": format!("docker.io/calico/cni:{calico}"),
+        "calico_node": format!("docker.io/calico/node:{calico}"),
+        "calico_kube_controllers": format!("docker.io/calico/kube-controllers:{calico}"),
         "csi_hostpath": "registry.k8s.io/sig-storage/hostpathplugin:v1.9.0",
         "csi_provisioner": "registry.k8s.io/sig-storage/csi-provisioner:v3.6.0",
         "csi_registrar": "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.9.0",
@@ -234,6 +245,12 @@ pub fn variables(
         json!({"initial_cluster": initial_cluster, "token": format!("kinit-{}", cluster.name()), "joining": joining}),
     );
     vars.insert("images".into(), images);
+    // The pod network's manifests are add-ons too, unless the standard plugins carry it.
+    let mut addons = vec!["rbac", "coredns", "storage"];
+    if net.cni != crate::config::Cni::Bridge {
+        addons.push(cni);
+    }
+    vars.insert("addons".into(), json!(addons));
     vars.insert(
         "containerd".into(),
         json!({"config_version": if containerd_major >= 2 { 3 } else { 2 }}),
@@ -243,7 +260,6 @@ pub fn variables(
         json!(base64::engine::general_purpose::STANDARD.encode(ca)),
     );
     vars.insert("node_services".into(), json!(node_services));
-    vars.insert("expected_nodes".into(), json!(cluster.hosts.len()));
     let kinit = std::env::current_exe()
         .map_err(|e| ClusterError::Setup(format!("locating kinit itself: {e}")))?;
     vars.insert("kinit_binary".into(), json!(kinit));
@@ -483,5 +499,150 @@ mod tests {
             addon_images(KubernetesVersion::new(1, 20, 2))["coredns"],
             "k8s.gcr.io/coredns:1.7.0"
         );
+    }
+
+    /// A bundle manifest with what `variables` reads: the pause image and containerd.
+    fn manifest(containerd: &str) -> Manifest {
+        let entry = |name: &str, path: &str, kind: Kind, version: &str| crate::bundle::Entry {
+            name: name.into(),
+            path: path.into(),
+            stored_path: format!("{path}.zst"),
+            stored_sha256: String::new(),
+            stored_size: 0,
+            kind,
+            version: version.into(),
+            architecture: "amd64".into(),
+            sha256: String::new(),
+            size: 0,
+            source: "test".into(),
+        };
+        Manifest {
+            format_version: 1,
+            kubernetes_version: "v1.20.2".into(),
+            architecture: "amd64".into(),
+            source: "test".into(),
+            created: String::new(),
+            entries: vec![
+                entry("containerd", "bin/containerd", Kind::Binary, containerd),
+                entry(
+                    "k8s.gcr.io/pause:3.2",
+                    "images/pause.tar",
+                    Kind::Image,
+                    "3.2",
+                ),
+            ],
+        }
+    }
+
+    /// Renders the real templates for host `node` of a cluster of `version` with `cni`, as a
+    /// run would (the run's variables, the host's own).
+    fn render(version: &str, cni: &str, containerd: &str) -> BTreeMap<String, String> {
+        let text = format!(
+            "apiVersion: kinit.io/v1alpha1\nkind: Cluster\nmetadata: {{name: t}}\n\
+             kubernetesVersion: {version}\n\
+             hosts:\n  - {{name: node1, address: 10.0.0.11, roles: [control-plane]}}\n\
+             \x20 - {{name: node2, address: 10.0.0.12, roles: [worker]}}\n\
+             networking: {{podCIDR: 10.32.0.0/16, cni: {cni}}}\n"
+        );
+        let (cluster, problems) =
+            crate::config::parse(&crate::yaml::Source::new("t.yaml", text)).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let pki = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(pki.path().join("pki")).unwrap();
+        std::fs::write(pki.path().join("pki/ca.crt"), "CA").unwrap();
+        let vars = variables(
+            &cluster,
+            pki.path(),
+            &manifest(containerd),
+            &Installed::default(),
+        )
+        .unwrap();
+        let addons: Vec<String> = serde_json::from_value(vars["addons"].clone()).unwrap();
+        let inventory = run_inventory(&cluster, pki.path(), vars, &Installed::default());
+        let host = inventory.host("node1").unwrap();
+        let mut context = serde_json::Map::from_iter(inventory.vars.clone());
+        context.insert(
+            "host".into(),
+            json!({"name": host.name, "address": host.address(), "groups": host.groups, "vars": host.vars}),
+        );
+        context.insert("facts".into(), json!({"container": true}));
+        let context = tera::Context::from_serialize(&context).unwrap();
+        let templates = Templates::load(&Assets::default()).unwrap();
+        let mut names = vec![
+            "control-plane/kube-apiserver.service",
+            "control-plane/kube-controller-manager.service",
+            "control-plane/kube-scheduler.service",
+            "containerd/config.toml",
+            "kubelet/config.yaml",
+            "kube-proxy/config.yaml",
+            "etcd/etcd.service",
+        ];
+        let addon_names: Vec<String> = addons.iter().map(|a| format!("addons/{a}.yaml")).collect();
+        names.extend(addon_names.iter().map(String::as_str));
+        names
+            .into_iter()
+            .map(|name| (name.to_owned(), templates.render(name, &context).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn templates_follow_the_kubernetes_version() {
+        let old = render("v1.20.2", "bridge", "1.6.20");
+        let new = render("v1.31.1", "bridge", "2.0.0");
+        let apiserver = "control-plane/kube-apiserver.service";
+        assert!(old[apiserver].contains("--insecure-port=0"));
+        assert!(!new[apiserver].contains("--insecure-port"), "gone in v1.24");
+        for component in ["kube-scheduler", "kube-controller-manager"] {
+            let unit = format!("control-plane/{component}.service");
+            assert!(old[&unit].contains("--port=0"), "{component} v1.20");
+            assert!(!new[&unit].contains("--port=0"), "{component} v1.31");
+        }
+        // Both: the kubeadm flag set that does not change, and the systemd cgroup driver.
+        for rendered in [&old, &new] {
+            for flag in [
+                "--service-account-issuer=",
+                "--kubelet-client-certificate=/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+                "--service-cluster-ip-range=10.96.0.0/12",
+            ] {
+                assert!(rendered[apiserver].contains(flag), "{flag}");
+            }
+            assert!(rendered["kubelet/config.yaml"].contains("cgroupDriver: systemd"));
+            assert!(rendered["containerd/config.toml"].contains("SystemdCgroup = true"));
+            assert!(rendered["kube-proxy/config.yaml"].contains("mode: iptables"));
+        }
+        // containerd 2 reads configuration version 3, with the CRI plugin renamed.
+        assert!(old["containerd/config.toml"].contains("version = 2"));
+        assert!(new["containerd/config.toml"].contains("version = 3"));
+        assert!(new["containerd/config.toml"].contains("io.containerd.cri.v1.runtime"));
+    }
+
+    #[test]
+    fn pod_networks_are_add_on_manifests_with_the_cluster_network() {
+        let bridge = render("v1.20.2", "bridge", "1.6.20");
+        assert!(!bridge.contains_key("addons/flannel.yaml"));
+        assert!(bridge["containerd/config.toml"].contains("conf_template"));
+        for (cni, image) in [("flannel", "flannel/flannel:"), ("calico", "calico/node:")] {
+            let rendered = render("v1.30.2", cni, "1.7.22");
+            let manifest = &rendered[&format!("addons/{cni}.yaml")];
+            assert!(manifest.contains("10.32.0.0/16"), "{cni}: the pod network");
+            assert!(manifest.contains(image), "{cni}");
+            assert!(
+                !rendered["containerd/config.toml"].contains("conf_template"),
+                "{cni} writes its own CNI configuration"
+            );
+            let documents: Vec<serde_json::Value> =
+                crate::yaml::parse_all(&crate::yaml::Source::new(cni, manifest.clone()))
+                    .unwrap_or_else(|e| panic!("{cni}: {e}"));
+            assert!(documents.iter().all(|d| d["kind"].is_string()), "{cni}");
+            assert!(
+                documents.iter().any(|d| d["kind"] == "DaemonSet"),
+                "{cni}: an agent on every node"
+            );
+        }
+        let calico = render("v1.30.2", "calico", "1.7.22");
+        let crds = calico["addons/calico.yaml"]
+            .matches("kind: CustomResourceDefinition")
+            .count();
+        assert_eq!(crds, 18, "Calico's resource kinds");
     }
 }

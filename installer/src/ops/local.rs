@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::bootstrap::{self, Discovered};
 use super::cluster::{self, ClusterError, Installed};
+use super::upload_certs;
 use crate::config::{self, Cluster, KubernetesVersion, Role};
 use crate::engine::assets::Assets;
 use crate::engine::events::EventSink;
@@ -42,6 +43,9 @@ pub struct LocalInit {
     pub dns_domain: config::DnsDomain,
     pub bundle: Option<PathBuf>,
     pub token_ttl: Duration,
+    /// Share the control-plane certificates, sealed, so other machines can join as control
+    /// planes (kubeadm's `--upload-certs`).
+    pub upload_certs: bool,
     pub ignore_preflight: Vec<String>,
     pub run: RunOptions,
     pub assets: Assets,
@@ -51,6 +55,8 @@ pub struct LocalJoin {
     pub endpoint: String,
     pub token: BootstrapToken,
     pub pins: Vec<String>,
+    /// Join as a control plane, with the key that opens the shared certificates.
+    pub certificate_key: Option<String>,
     pub node_name: Option<String>,
     pub advertise_address: Option<IpAddr>,
     pub bundle: Option<PathBuf>,
@@ -63,6 +69,8 @@ pub struct LocalJoin {
 pub struct Initialized {
     pub report: RunReport,
     pub join_command: String,
+    /// With `upload_certs`: the command that joins another control plane.
+    pub control_plane_join_command: Option<String>,
     pub admin_kubeconfig: PathBuf,
 }
 
@@ -149,6 +157,8 @@ struct MachineRun<'a> {
     ignore_preflight: &'a [String],
     /// The kubelet's kubeconfig to install; empty when the kubelet gets one by TLS bootstrap.
     kubelet_conf: &'a str,
+    /// The machine's etcd member joins an existing etcd cluster.
+    joins_etcd: bool,
     /// Writes the machine's PKI and credentials: after preflight, which would otherwise take
     /// them for another installation's.
     write_credentials: Box<dyn FnOnce() -> Result<(), ClusterError> + Send + 'a>,
@@ -166,6 +176,7 @@ async fn run_local(
         mut run,
         ignore_preflight,
         kubelet_conf,
+        joins_etcd,
         write_credentials,
     } = machine;
     let pki = Path::new(ETC_KUBERNETES);
@@ -180,6 +191,9 @@ async fn run_local(
             host.sudo = false;
             host.vars
                 .insert("address".into(), json!(configured.address.to_string()));
+            if joins_etcd {
+                host.vars.insert("etcd_state".into(), json!("existing"));
+            }
         }
         inventory
     };
@@ -271,6 +285,7 @@ pub async fn init(
         run: options.run,
         ignore_preflight: &options.ignore_preflight,
         kubelet_conf: &kubelet_conf,
+        joins_etcd: false,
         write_credentials: Box::new(|| {
             super::certs::generate(
                 &cluster,
@@ -283,11 +298,21 @@ pub async fn init(
     };
     let report = run_local(machine, |_| {}, sink).await?;
     let mut join_command = String::new();
+    let mut control_plane_join_command = None;
     if report.success() && !dry_run {
         let session = Session::new(Arc::new(LocalTransport), Privilege::Root);
         let token = bootstrap::create_token(&session, options.token_ttl, "created by kinit init")
             .await
             .map_err(|e| ClusterError::Setup(e.to_string()))?;
+        let certificate_key = if options.upload_certs {
+            Some(
+                share_certificates(&session)
+                    .await
+                    .map_err(|e| ClusterError::Setup(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let ca = std::fs::read_to_string(format!("{ETC_KUBERNETES}/pki/ca.crt"))
             .map_err(|e| ClusterError::Setup(e.to_string()))?;
         let ca = CertificateInfo::from_pem(&ca).map_err(|e| ClusterError::Setup(e.to_string()))?;
@@ -296,16 +321,111 @@ pub async fn init(
             token.expose(),
             kinit_pki::pin::ca_pin(&ca)
         );
+        control_plane_join_command = certificate_key
+            .map(|key| format!("{join_command} --control-plane --certificate-key {key}"));
     }
     Ok(Initialized {
         report,
         join_command,
+        control_plane_join_command,
         admin_kubeconfig: PathBuf::from(ETC_KUBERNETES).join("admin.conf"),
     })
 }
 
+/// How long shared control-plane certificates stay in the cluster (kubeadm's choice too).
+pub const SHARED_CERTIFICATES_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// Seals this control plane's shared certificates into the cluster under a new certificate
+/// key, which is returned: it exists nowhere else.
+pub async fn share_certificates(session: &Session) -> Result<String, bootstrap::BootstrapError> {
+    let owner = bootstrap::create_token(
+        session,
+        SHARED_CERTIFICATES_TTL,
+        "owns kinit-certs, the sealed control-plane certificates",
+    )
+    .await?;
+    let key = upload_certs::new_certificate_key();
+    upload_certs::upload(session, &key, owner.id()).await?;
+    Ok(key)
+}
+
+/// Adds this machine to etcd through the member at `host` (a control plane of the cluster),
+/// unless a failed attempt already did, and returns the `--initial-cluster` it starts with.
+fn join_etcd(
+    etcdctl: &Path,
+    host: &str,
+    node: &str,
+    address: IpAddr,
+) -> Result<String, ClusterError> {
+    let peer = format!("https://{}", std::net::SocketAddr::new(address, 2380));
+    let pki = Path::new(ETC_KUBERNETES).join("pki/etcd");
+    let etcdctl_run = |args: &[&str]| -> Result<String, ClusterError> {
+        let output = std::process::Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://{host}:2379"))
+            .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join("healthcheck-client.crt").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join("healthcheck-client.key").display()
+            ))
+            .arg("--command-timeout=15s")
+            .args(args)
+            .output()
+            .map_err(|e| ClusterError::Setup(format!("{}: {e}", etcdctl.display())))?;
+        if !output.status.success() {
+            return Err(ClusterError::Setup(format!(
+                "etcd at {host}:2379, `etcdctl {}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let members = |text: &str| -> Result<Vec<(String, String)>, ClusterError> {
+        let list: Value = serde_json::from_str(text)
+            .map_err(|e| ClusterError::Setup(format!("etcd's member list: {e}")))?;
+        Ok(list["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_owned(),
+                    m["peerURLs"][0].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    };
+    let mut current = members(&etcdctl_run(&["member", "list", "-w", "json"])?)?;
+    if !current.iter().any(|(_, url)| *url == peer) {
+        etcdctl_run(&["member", "add", node, &format!("--peer-urls={peer}")])?;
+        current = members(&etcdctl_run(&["member", "list", "-w", "json"])?)?;
+    }
+    let mut initial = Vec::new();
+    for (name, url) in current {
+        let name = match name.as_str() {
+            "" if url == peer => node.to_owned(),
+            "" => {
+                return Err(ClusterError::Setup(format!(
+                    "etcd has a member at {url} that never started (another join under way, or a failed one): \
+                     finish that join, or remove the member with `etcdctl member remove`"
+                )));
+            }
+            _ => name,
+        };
+        initial.push(format!("{name}={url}"));
+    }
+    Ok(initial.join(","))
+}
+
 /// Makes this machine a node of the cluster at `endpoint`: discovery, then the node's part of
-/// the playbook, then TLS bootstrap by the kubelet (bootstrap token → CSR → certificate).
+/// the playbook, then TLS bootstrap by the kubelet (bootstrap token → CSR → certificate). A
+/// control plane instead opens the shared certificates, issues its own from them, joins etcd
+/// and runs the control plane's part too.
 pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunReport, ClusterError> {
     let discovered: Discovered = bootstrap::discover(
         &options.endpoint,
@@ -345,6 +465,15 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
             _ => config::Cni::Bridge,
         },
     };
+    // Opened before anything changes: a wrong key stops the join here.
+    let shared = match &options.certificate_key {
+        Some(key) => Some(
+            upload_certs::download(&discovered, &options.endpoint, &options.token, key)
+                .await
+                .map_err(|e| ClusterError::Setup(e.to_string()))?,
+        ),
+        None => None,
+    };
     let facts = local_facts().await?;
     let (node, address) = identity(
         &facts,
@@ -356,13 +485,20 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         version,
         node.clone(),
         address,
-        Role::Worker,
+        if shared.is_some() {
+            Role::ControlPlane
+        } else {
+            Role::Worker
+        },
         networking,
     )?;
     let bootstrap_conf =
         bootstrap::bootstrap_kubeconfig(&discovered, &options.endpoint, &options.token);
     let server = format!("https://{}", options.endpoint);
     let dry_run = options.run.dry_run;
+    if let Some(shared) = shared {
+        return join_control_plane(&cluster, options, shared, sink).await;
+    }
     let machine = MachineRun {
         cluster: &cluster,
         bundle: options.bundle.as_deref(),
@@ -370,6 +506,7 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         run: options.run,
         ignore_preflight: &options.ignore_preflight,
         kubelet_conf: "",
+        joins_etcd: false,
         // The kubelet's first credentials: the token; TLS bootstrap replaces them with a
         // certificate.
         write_credentials: Box::new(move || {
@@ -399,6 +536,68 @@ pub async fn join(options: LocalJoin, sink: Arc<dyn EventSink>) -> Result<RunRep
         let _ = std::fs::remove_file(Path::new(ETC_KUBERNETES).join("bootstrap-kubelet.conf"));
     }
     Ok(report)
+}
+
+async fn join_control_plane(
+    cluster: &Cluster,
+    options: LocalJoin,
+    shared: Vec<(&'static str, u32, Vec<u8>)>,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
+    let (bundle_dir, _) =
+        cluster::unpacked_bundle(options.bundle.as_deref(), cluster.kubernetes_version)?;
+    let etcdctl = bundle_dir.join("bin/etcdctl");
+    let node = cluster.hosts[0].name.to_string();
+    let address = cluster.hosts[0].address.0;
+    let etcd_host = options
+        .endpoint
+        .rsplit_once(':')
+        .map_or(options.endpoint.as_str(), |(host, _)| host)
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let initial_cluster = Arc::new(std::sync::Mutex::new(String::new()));
+    let learned = initial_cluster.clone();
+    let kubelet_conf = format!("{ETC_KUBERNETES}/kubelet.conf");
+    let server = format!("https://{}", options.endpoint);
+    let machine = MachineRun {
+        cluster,
+        bundle: options.bundle.as_deref(),
+        assets: &options.assets,
+        run: options.run,
+        ignore_preflight: &options.ignore_preflight,
+        kubelet_conf: &kubelet_conf,
+        joins_etcd: true,
+        // The cluster's CAs and service-account keys, then this control plane's own
+        // certificates signed by them, then its etcd membership (which needs those).
+        write_credentials: Box::new(move || {
+            let pki = Path::new(ETC_KUBERNETES).join("pki");
+            for (file, mode, content) in &shared {
+                kinit_pki::write_atomic(&pki.join(file), content, *mode)
+                    .map_err(|e| ClusterError::Setup(e.to_string()))?;
+            }
+            super::certs::generate(
+                cluster,
+                Path::new(ETC_KUBERNETES),
+                &Placement::Node(node.clone()),
+                time::OffsetDateTime::now_utc(),
+            )?;
+            *learned.lock().expect("not poisoned") =
+                join_etcd(&etcdctl, &etcd_host, &node, address)?;
+            Ok(())
+        }),
+    };
+    run_local(
+        machine,
+        |vars| {
+            vars.insert("api".into(), json!({"external_url": server, "node_local_balancer": false, "control_plane_addresses": []}));
+            let etcd = vars.entry("etcd".into()).or_insert_with(|| json!({}));
+            etcd["initial_cluster"] = json!(*initial_cluster.lock().expect("not poisoned"));
+            // Announced above, through a member of the cluster.
+            etcd["joining"] = json!([]);
+        },
+        sink,
+    )
+    .await
 }
 
 /// Removes what kinit installed from this machine (`kinit reset` without a configuration).

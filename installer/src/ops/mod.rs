@@ -10,3 +10,4 @@ pub mod inventory;
 pub mod local;
 pub mod preflight;
 pub mod status;
+pub mod upload_certs;

@@ -464,9 +464,9 @@ fn lab_bundle(lab: &TestLab) -> PathBuf {
 #[test]
 fn local_mode_init_and_join() {
     let lab = TestLab::new("loc");
-    run(lab.kinit().args(["lab", "up", "--nodes", "2"]));
+    run(lab.kinit().args(["lab", "up", "--nodes", "3"]));
     let bundle = lab_bundle(&lab);
-    for node in ["node1", "node2"] {
+    for node in ["node1", "node2", "node3"] {
         lab.copy_to(
             node,
             Path::new(env!("CARGO_BIN_EXE_kinit")),
@@ -474,11 +474,14 @@ fn local_mode_init_and_join() {
         );
         lab.copy_to(node, &bundle, "/root/bundle.tar");
     }
-    let init = lab.ssh("node1", "kinit init --bundle /root/bundle.tar -o json");
+    let init = lab.ssh(
+        "node1",
+        "kinit init --upload-certs --bundle /root/bundle.tar -o json",
+    );
     assert!(init.status.success(), "{}", text(&init));
     let join_command = text(&init)
         .lines()
-        .find(|l| l.trim_start().starts_with("kinit join "))
+        .find(|l| l.trim_start().starts_with("kinit join ") && !l.contains("--control-plane"))
         .unwrap_or_else(|| panic!("no join command printed:\n{}", text(&init)))
         .trim()
         .to_owned();
@@ -578,7 +581,91 @@ fn local_mode_init_and_join() {
         "{listed}"
     );
 
-    // The machines' own reset.
+    // node3 joins as a control plane with the shared certificates: refused with a wrong key
+    // before anything is written, then a second etcd member and API server.
+    let control_plane_join = text(&init)
+        .lines()
+        .find(|l| l.contains("--control-plane --certificate-key "))
+        .unwrap_or_else(|| panic!("no control-plane join command:\n{}", text(&init)))
+        .trim()
+        .to_owned();
+    let key_at =
+        control_plane_join.find("--certificate-key ").unwrap() + "--certificate-key ".len();
+    let mut wrong_key = control_plane_join.clone();
+    let flipped = if &control_plane_join[key_at..key_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    wrong_key.replace_range(key_at..key_at + 1, flipped);
+    let refused = lab.ssh("node3", &format!("{wrong_key} --bundle /root/bundle.tar"));
+    assert!(
+        !refused.status.success(),
+        "a wrong certificate key was accepted"
+    );
+    assert!(
+        text(&refused).contains("does not open the cluster's certificates"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        stdout(&lab.ssh(
+            "node3",
+            "ls -A /etc/kubernetes 2>/dev/null; systemctl is-active etcd"
+        ))
+        .trim(),
+        "inactive"
+    );
+    let joined = lab.ssh(
+        "node3",
+        &format!("{control_plane_join} --bundle /root/bundle.tar"),
+    );
+    assert!(joined.status.success(), "{}", text(&joined));
+    let members = stdout(&lab.ssh(
+        "node1",
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+         --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
+         member list",
+    ));
+    assert_eq!(
+        members
+            .lines()
+            .filter(|l| l.contains(", started, "))
+            .count(),
+        2,
+        "{members}"
+    );
+    assert!(members.contains(", node3, "), "{members}");
+    let ready = stdout(&lab.ssh(
+        "node3",
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:6443 get --raw /readyz",
+    ));
+    assert_eq!(ready.trim(), "ok");
+    eventually(
+        "node3 Ready as a control plane",
+        Duration::from_secs(120),
+        || {
+            let nodes = on_node1("get nodes --no-headers");
+            if nodes.lines().any(|l| {
+                l.starts_with("node3 ") && l.contains(" Ready ") && l.contains("control-plane")
+            }) {
+                Ok(nodes)
+            } else {
+                Err(nodes)
+            }
+        },
+    );
+    // The shared CA keys do not outlive the token that owns them.
+    let owner = on_node1(
+        "-n kube-system get secret kinit-certs -o jsonpath={.metadata.ownerReferences[0].name}",
+    );
+    assert!(owner.starts_with("bootstrap-token-"), "{owner}");
+
+    // The machines' own reset; node3's etcd member leaves, so node1 keeps its quorum.
+    let reset = lab.ssh("node3", "kinit reset --yes");
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert_host_clean(&lab, "node3");
+    assert_eq!(on_node1("get --raw /readyz").trim(), "ok");
     for node in ["node2", "node1"] {
         let reset = lab.ssh(node, "kinit reset --yes");
         assert!(reset.status.success(), "{}", text(&reset));

@@ -112,6 +112,11 @@ pub struct MachineArgs {
     /// Lifetime of the join token printed at the end (such as 24h, 30m).
     #[arg(long, default_value = "24h", value_parser = parse_ttl)]
     token_ttl: Duration,
+    /// Share the control-plane certificates with the cluster, sealed under a key printed once,
+    /// so other machines can join as control planes (for 2 hours; `kinit token create
+    /// --upload-certs` shares them again)
+    #[arg(long)]
+    upload_certs: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,9 +133,19 @@ pub struct JoinArgs {
         requires = "endpoint"
     )]
     pins: Vec<String>,
-    /// Join as a control plane (SSH mode: the host's roles in the configuration decide).
+    /// Join as a control plane, with --certificate-key (SSH mode: the host's roles in the
+    /// configuration decide).
     #[arg(long)]
     control_plane: bool,
+    /// The key that opens the control-plane certificates shared by `kinit init --upload-certs`
+    /// or `kinit token create --upload-certs` (local mode, with --control-plane).
+    #[arg(
+        long,
+        env = "KINIT_CERTIFICATE_KEY",
+        hide_env_values = true,
+        requires = "endpoint"
+    )]
+    certificate_key: Option<String>,
     /// This machine's node name [default: its hostname].
     #[arg(long)]
     node_name: Option<String>,
@@ -225,6 +240,10 @@ pub enum TokenCommand {
         /// Print the whole join command, not only the token.
         #[arg(long)]
         print_join_command: bool,
+        /// Also share the control-plane certificates under a new key (valid 2 hours) and print
+        /// the command that joins a control plane.
+        #[arg(long, requires = "print_join_command")]
+        upload_certs: bool,
     },
     /// List the cluster's bootstrap tokens (their ids; secrets are not shown).
     List {
@@ -358,6 +377,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         dns_domain: machine.dns_domain,
         bundle: args.run.bundle.clone(),
         token_ttl: machine.token_ttl,
+        upload_certs: machine.upload_certs,
         ignore_preflight: args.run.ignore_preflight_errors.clone(),
         run: args
             .run
@@ -375,6 +395,12 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             initialized.admin_kubeconfig.display()
         );
         println!("{}", initialized.join_command);
+        if let Some(command) = &initialized.control_plane_join_command {
+            eprintln!(
+                "\nJoin other control planes (within 2 hours: the certificate key opens the shared CA keys; keep it secret):\n"
+            );
+            println!("{command}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -389,9 +415,13 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         return install(config, args.state_dir, args.run, Some(node));
     };
     anyhow::ensure!(
-        !args.control_plane,
-        "joining a control plane needs the cluster's CA keys, which kinit copies over SSH rather than through the cluster: \
-         add this machine to cluster.yaml as a control plane and run `kinit join -c cluster.yaml --node NAME`"
+        args.control_plane || args.certificate_key.is_none(),
+        "--certificate-key is for joining a control plane: add --control-plane"
+    );
+    anyhow::ensure!(
+        !args.control_plane || args.certificate_key.is_some(),
+        "--control-plane needs --certificate-key: the key printed by `kinit init --upload-certs`, \
+         or by `kinit token create --print-join-command --upload-certs` on a control plane"
     );
     let token: BootstrapToken = args
         .token
@@ -406,6 +436,7 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         endpoint,
         token,
         pins: args.pins,
+        certificate_key: args.certificate_key,
         node_name: args.node_name,
         advertise_address: args.advertise_address,
         bundle: args.run.bundle.clone(),
@@ -420,9 +451,15 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     if !summarize(&progress, &report, "kinit join …") {
         return Ok(ExitCode::FAILURE);
     }
-    eprintln!(
-        "\nThis machine joined the cluster: its kubelet has its own certificate, approved by the cluster."
-    );
+    if args.control_plane {
+        eprintln!(
+            "\nThis machine joined the cluster as a control plane: its etcd member, API server, controller manager and scheduler run."
+        );
+    } else {
+        eprintln!(
+            "\nThis machine joined the cluster: its kubelet has its own certificate, approved by the cluster."
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -660,6 +697,7 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
             ttl,
             description,
             print_join_command,
+            upload_certs,
         } => {
             let (session, endpoint) = runtime.block_on(control_plane(&target))?;
             let token = runtime.block_on(bootstrap::create_token(&session, ttl, &description))?;
@@ -671,11 +709,17 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 ))?;
                 let ca = kinit_pki::CertificateInfo::from_pem(&ca.stdout_text())?;
                 let endpoint = endpoint.unwrap_or_else(|| "<this machine's address>:6443".into());
-                println!(
+                let command = format!(
                     "kinit join {endpoint} --token {} --discovery-token-ca-cert-hash {}",
                     token.expose(),
                     kinit_pki::pin::ca_pin(&ca)
                 );
+                if upload_certs {
+                    let key = runtime.block_on(local::share_certificates(&session))?;
+                    println!("{command} --control-plane --certificate-key {key}");
+                } else {
+                    println!("{command}");
+                }
             } else {
                 println!("{}", token.expose());
             }
