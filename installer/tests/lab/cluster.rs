@@ -385,6 +385,60 @@ fn one_control_plane_two_workers() {
     let default_class = kubectl_ok(&admin, &["get", "storageclass"]).unwrap();
     assert!(default_class.contains("(default)"), "{default_class}");
 
+    // The production pod networks cannot run here (their images come from a registry): the
+    // API server must accept their manifests as kinit renders them, and they must carry the
+    // cluster's pod network.
+    let playbook = lab.dir().join("pod-networks.yaml");
+    std::fs::write(
+        &playbook,
+        "- name: pod network manifests\n  hosts: node1\n  tasks:\n    - name: rendered\n      \
+         template: { src: \"addons/{{ item }}.yaml\", dest: \"/root/{{ item }}.yaml\", mode: \"0600\" }\n      \
+         loop: [calico, flannel]\n",
+    )
+    .unwrap();
+    let rendered = lab
+        .kinit()
+        .arg("play")
+        .arg(&playbook)
+        .arg("-c")
+        .arg(&config)
+        .args([
+            "-e",
+            r#"network={"pod_cidr":"10.244.0.0/16","node_mask":24}"#,
+            "-e",
+            r#"images={"flannel":"docker.io/flannel/flannel:v0.25.7","flannel_cni_plugin":"docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2","calico_cni":"docker.io/calico/cni:v3.21.6","calico_node":"docker.io/calico/node:v3.21.6","calico_kube_controllers":"docker.io/calico/kube-controllers:v3.21.6"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    // A server-side dry run cannot create a namespace for the objects in it.
+    let accepted = lab.ssh(
+        "node1",
+        "export KUBECONFIG=/etc/kubernetes/admin.conf; kubectl create namespace kube-flannel >/dev/null && \
+         kubectl apply --dry-run=server -f /root/calico.yaml -f /root/flannel.yaml; status=$?; \
+         kubectl delete namespace kube-flannel >/dev/null; exit $status",
+    );
+    let accepted_text = text(&accepted);
+    assert!(accepted.status.success(), "{accepted_text}");
+    for object in [
+        "customresourcedefinition.apiextensions.k8s.io/ippools.crd.projectcalico.org created",
+        "daemonset.apps/calico-node created",
+        "deployment.apps/calico-kube-controllers created",
+        "configmap/kube-flannel-cfg created",
+        "daemonset.apps/kube-flannel-ds created",
+    ] {
+        assert!(accepted_text.contains(object), "{object}:\n{accepted_text}");
+    }
+    let pod_network = stdout(&lab.ssh(
+        "node1",
+        "grep -c 10.244.0.0/16 /root/calico.yaml /root/flannel.yaml",
+    ));
+    assert_eq!(
+        pod_network.trim(),
+        "/root/calico.yaml:1\n/root/flannel.yaml:1",
+        "{pod_network}"
+    );
+
     // A second init on the healthy cluster: no change, no restart.
     let all = ["node1", "node2", "node3"];
     let before = unit_pids(&lab, &all);
