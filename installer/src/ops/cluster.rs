@@ -322,6 +322,11 @@ pub async fn install(
     joining: Option<&str>,
     sink: Arc<dyn EventSink>,
 ) -> Result<(RunReport, preflight::Report), ClusterError> {
+    let _lock = super::lock::acquire(
+        &options.state,
+        if joining.is_some() { "join" } else { "init" },
+    )
+    .map_err(|e| ClusterError::Setup(e.to_string()))?;
     let pki_dir = options.state.kubernetes();
     let mut installed = Installed::load(&options.state);
     if let Some(node) = joining {
@@ -422,6 +427,8 @@ pub async fn reset(
             )));
         }
     }
+    let _lock = super::lock::acquire(&options.state, "reset")
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
     let mut vars = BTreeMap::new();
     vars.insert(
         "network".into(),

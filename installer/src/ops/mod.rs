@@ -3,11 +3,13 @@
 //! the engine.
 
 pub mod api_proxy;
+pub mod backup;
 pub mod bootstrap;
 pub mod certs;
 pub mod cluster;
 pub mod inventory;
 pub mod local;
+pub mod lock;
 pub mod preflight;
 pub mod status;
 pub mod upload_certs;

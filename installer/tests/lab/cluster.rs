@@ -48,7 +48,7 @@ spec:
 /// Units kinit runs; a no-change re-run must not restart any of them.
 const UNITS: &str = "containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kinit-routes kinit-api-proxy";
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -56,7 +56,7 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn events(output: &Output) -> Vec<serde_json::Value> {
+pub(crate) fn events(output: &Output) -> Vec<serde_json::Value> {
     stdout(output)
         .lines()
         .filter(|l| l.starts_with('{'))
@@ -73,7 +73,7 @@ fn total(events: &[serde_json::Value], field: &str) -> u64 {
 }
 
 /// `kinit init -c CONFIG -o json …`.
-fn init(lab: &TestLab, config: &Path, extra: &[&str]) -> Output {
+pub(crate) fn init(lab: &TestLab, config: &Path, extra: &[&str]) -> Output {
     lab.kinit()
         .args(["init", "-c"])
         .arg(config)
@@ -83,19 +83,19 @@ fn init(lab: &TestLab, config: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn assert_success(what: &str, output: &Output) {
+pub(crate) fn assert_success(what: &str, output: &Output) {
     assert!(output.status.success(), "{what} failed:\n{}", text(output));
 }
 
 /// The admin kubeconfig, as `kinit kubeconfig` prints it, in a file.
-fn admin_kubeconfig(lab: &TestLab, config: &Path) -> PathBuf {
+pub(crate) fn admin_kubeconfig(lab: &TestLab, config: &Path) -> PathBuf {
     let output = run(lab.kinit().args(["kubeconfig", "-c"]).arg(config));
     let path = lab.home.path().join("admin.conf");
     std::fs::write(&path, &output.stdout).unwrap();
     path
 }
 
-fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
     let output = kubectl(kubeconfig).args(args).output().unwrap();
     if output.status.success() {
         Ok(stdout(&output))
@@ -105,7 +105,7 @@ fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// Waits until `count` nodes are Ready; returns `kubectl get nodes`.
-fn wait_ready(kubeconfig: &Path, count: usize) -> String {
+pub(crate) fn wait_ready(kubeconfig: &Path, count: usize) -> String {
     eventually("nodes Ready", Duration::from_secs(180), || {
         let nodes = kubectl_ok(kubeconfig, &["get", "nodes", "--no-headers"])?;
         let ready = nodes

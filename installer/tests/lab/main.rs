@@ -5,6 +5,7 @@
 
 mod support;
 
+mod backup;
 mod bundle_lab;
 mod cluster;
 mod engine;

@@ -131,6 +131,22 @@ pub trait Transport: Send + Sync {
     /// Runs `command_line` with the host's POSIX shell, feeding it `stdin`.
     async fn run(&self, command_line: &str, stdin: Stdin) -> Result<Output, TransportError>;
 
+    /// Like [`Transport::run`], but the standard output goes to `sink` as it arrives and is
+    /// not kept: downloads of any size in constant memory. This default keeps it first;
+    /// transports whose outputs can be large stream it.
+    async fn run_to(
+        &self,
+        command_line: &str,
+        stdin: Stdin,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Output, TransportError> {
+        let mut output = self.run(command_line, stdin).await?;
+        sink.write_all(&output.stdout)
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        output.stdout.clear();
+        Ok(output)
+    }
+
     /// Opens a TCP connection to `host:port` as seen from the host.
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Tunnel>, TransportError>;
 
@@ -219,7 +235,32 @@ impl Session {
         mut stdin: Stdin,
         privileged: bool,
     ) -> Result<Output, TransportError> {
-        let command_line = match (&self.privilege, privileged) {
+        let command_line = self.command_line(script, &mut stdin, privileged);
+        self.transport.run(&command_line, stdin).await
+    }
+
+    /// Runs a script (as root when `privileged`) whose standard output is written to `sink` as
+    /// it arrives: a download. A connection lost before the script exited is an error.
+    pub async fn exec_to(
+        &self,
+        script: &str,
+        privileged: bool,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Output, TransportError> {
+        let mut stdin = Stdin::none();
+        let command_line = self.command_line(script, &mut stdin, privileged);
+        let output = self.transport.run_to(&command_line, stdin, sink).await?;
+        match output.lost {
+            Some(reason) => Err(TransportError::Lost {
+                target: self.transport.target(),
+                reason,
+            }),
+            None => Ok(output),
+        }
+    }
+
+    fn command_line(&self, script: &str, stdin: &mut Stdin, privileged: bool) -> String {
+        match (&self.privilege, privileged) {
             (Privilege::Root, _) | (_, false) => format!("sh -c {}", quote(script)),
             (Privilege::Sudo, true) => format!("sudo -n -- sh -c {}", quote(script)),
             (Privilege::SudoPassword(password), true) => {
@@ -234,8 +275,7 @@ impl Session {
                 stdin.bytes = bytes;
                 format!("sudo -k -S -p '' -- sh -c {}", quote(script))
             }
-        };
-        self.transport.run(&command_line, stdin).await
+        }
     }
 }
 

@@ -457,6 +457,43 @@ async fn authenticate(
 #[async_trait]
 impl Transport for SshTransport {
     async fn run(&self, command_line: &str, stdin: Stdin) -> Result<Output, TransportError> {
+        self.run_with(command_line, stdin, None).await
+    }
+
+    async fn run_to(
+        &self,
+        command_line: &str,
+        stdin: Stdin,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Output, TransportError> {
+        self.run_with(command_line, stdin, Some(sink)).await
+    }
+
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Tunnel>, TransportError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| TransportError::Connect {
+                target: format!("{host}:{port} from {}", self.target),
+                reason: e.to_string(),
+            })?;
+        Ok(Box::new(channel.into_stream()))
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+}
+
+impl SshTransport {
+    /// Runs a command; its standard output is kept, or written to `sink` as it arrives.
+    async fn run_with(
+        &self,
+        command_line: &str,
+        stdin: Stdin,
+        mut sink: Option<&mut (dyn std::io::Write + Send)>,
+    ) -> Result<Output, TransportError> {
         let lost = |e: russh::Error| TransportError::Lost {
             target: self.target.clone(),
             reason: e.to_string(),
@@ -491,9 +528,18 @@ impl Transport for SshTransport {
         let collect = async {
             let mut output = Output::default();
             let mut exited = false;
+            let mut sink_error = None;
             while let Some(message) = reader.wait().await {
                 match message {
-                    ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+                    ChannelMsg::Data { data } => match sink.as_mut() {
+                        Some(sink) if sink_error.is_none() => {
+                            if let Err(e) = sink.write_all(&data) {
+                                sink_error = Some(e);
+                            }
+                        }
+                        Some(_) => {}
+                        None => output.stdout.extend_from_slice(&data),
+                    },
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         output.stderr.extend_from_slice(&data)
                     }
@@ -510,14 +556,14 @@ impl Transport for SshTransport {
                     _ => {}
                 }
             }
-            (output, exited)
+            (output, exited, sink_error)
         };
         // The input is fed while the output is collected. When the channel ends first (the
         // command exited without reading everything, or the host went away), the feeding stops
         // too: a write waiting for window space on a dead connection would wait forever.
         tokio::pin!(feed, collect);
         let mut fed = None;
-        let (mut output, exited) = loop {
+        let (mut output, exited, sink_error) = loop {
             tokio::select! {
                 result = &mut feed, if fed.is_none() => fed = Some(result),
                 collected = &mut collect => break collected,
@@ -526,25 +572,15 @@ impl Transport for SshTransport {
         if let Some(result) = fed {
             result?;
         }
+        if let Some(e) = sink_error {
+            return Err(TransportError::Io(format!(
+                "writing what {} sent: {e}",
+                self.target
+            )));
+        }
         if !exited {
             output.lost = Some("the channel closed before the command exited".into());
         }
         Ok(output)
-    }
-
-    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Tunnel>, TransportError> {
-        let channel = self
-            .handle
-            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await
-            .map_err(|e| TransportError::Connect {
-                target: format!("{host}:{port} from {}", self.target),
-                reason: e.to_string(),
-            })?;
-        Ok(Box::new(channel.into_stream()))
-    }
-
-    fn target(&self) -> String {
-        self.target.clone()
     }
 }

@@ -48,7 +48,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(
+    pub(super) fn options(
         &self,
         journal: PathBuf,
         cluster: Option<&kinit::config::Cluster>,
@@ -278,7 +278,11 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number * seconds))
 }
 
-fn summarize(progress: &Progress, report: &kinit::engine::runner::RunReport, again: &str) -> bool {
+pub(super) fn summarize(
+    progress: &Progress,
+    report: &kinit::engine::runner::RunReport,
+    again: &str,
+) -> bool {
     progress.summary(report);
     if report.success() {
         return true;
@@ -463,7 +467,7 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(super) fn confirm(question: &str) -> anyhow::Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     anyhow::ensure!(
         std::io::stdin().is_terminal(),

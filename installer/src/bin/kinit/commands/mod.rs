@@ -1,5 +1,6 @@
 //! One module per command group, each with its arguments and a `run` that calls the library.
 
+mod backup;
 mod bundle;
 mod certs;
 mod cluster;
@@ -43,6 +44,12 @@ pub enum Command {
     /// Bootstrap tokens for joining machines: create, list, delete.
     #[command(subcommand)]
     Token(cluster::TokenCommand),
+    /// etcd backups: create, list, verify, prune, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// The cluster's operation lock: who holds it; break a crashed operation's.
+    #[command(subcommand)]
+    Lock(backup::LockCommand),
     /// Run a playbook on the hosts of a cluster configuration.
     Play(play::PlayArgs),
     /// Offline bundles: every binary and image kinit installs, with checksums.
@@ -67,6 +74,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Reset(args) => cluster::reset(args),
         Command::Status(args) => cluster::status(args),
         Command::Node(command) => node::run(command),
+        Command::Backup(command) => backup::run(command),
+        Command::Lock(command) => backup::lock_command(command),
     }
 }
 

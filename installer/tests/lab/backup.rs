@@ -1,0 +1,241 @@
+//! etcd backups on a lab cluster of three control planes (three etcd members): take one,
+//! lose data, refuse a damaged or foreign backup without touching the cluster, restore, and
+//! find every object and key back with a healthy three-member etcd. Also retention and the
+//! operation lock.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cluster::{admin_kubeconfig, assert_success, init, kubectl_ok, text, wait_ready};
+use crate::support::{TestLab, eventually, run, stdout};
+
+const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+    --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+fn etcdctl(lab: &TestLab, node: &str, args: &str) -> String {
+    let output = lab.ssh(node, &format!("{ETCDCTL} {args}"));
+    assert!(output.status.success(), "etcdctl {args}: {}", text(&output));
+    // etcdctl reports health on standard error.
+    text(&output)
+}
+
+fn backup(lab: &TestLab, config: &Path, args: &[&str]) -> std::process::Output {
+    lab.kinit()
+        .arg("backup")
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn flip_byte(file: &Path, at: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn backup_and_restore_on_three_members() {
+    let lab = TestLab::new("bak");
+    run(lab
+        .kinit()
+        .args(["lab", "up", "--nodes", "3", "--control-planes", "3"]));
+    let config = lab.inventory();
+    assert_success("kinit init", &init(&lab, &config, &[]));
+    let admin = admin_kubeconfig(&lab, &config);
+    wait_ready(&admin, 3);
+
+    // What the backup must bring back: a namespace with objects, and keys outside Kubernetes.
+    kubectl_ok(&admin, &["create", "namespace", "keep"]).unwrap();
+    for i in 0..3 {
+        kubectl_ok(
+            &admin,
+            &[
+                "-n",
+                "keep",
+                "create",
+                "configmap",
+                &format!("c{i}"),
+                &format!("--from-literal=i={i}"),
+            ],
+        )
+        .unwrap();
+    }
+    etcdctl(&lab, "node1", "put /kinit-test/one first");
+    etcdctl(&lab, "node1", "put /kinit-test/two second");
+
+    let created = backup(&lab, &config, &["create", "-o", "json"]);
+    assert_success("kinit backup create", &created);
+    let info: serde_json::Value = serde_json::from_str(stdout(&created).trim()).unwrap();
+    let name = info["name"].as_str().unwrap().to_owned();
+    assert!(info["revision"].as_i64().unwrap() > 0, "{info}");
+    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+    let dir: PathBuf = config
+        .parent()
+        .unwrap()
+        .join(".kinit/bak/backups")
+        .join(&name);
+    for (file, mode) in [
+        ("etcd.db", 0o600),
+        ("pki.tar", 0o600),
+        ("backup.json", 0o600),
+    ] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            mode,
+            "{file}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(dir.join("etcd.db")).unwrap().len(),
+        info["size"].as_u64().unwrap()
+    );
+    let listed = stdout(&backup(&lab, &config, &["list"]));
+    assert!(listed.contains(&name), "{listed}");
+    assert_success(
+        "kinit backup verify",
+        &backup(&lab, &config, &["verify", &name]),
+    );
+
+    // The loss.
+    kubectl_ok(&admin, &["delete", "namespace", "keep", "--wait=true"]).unwrap();
+    etcdctl(&lab, "node2", "del /kinit-test/one");
+    etcdctl(
+        &lab,
+        "node2",
+        "put /kinit-test/later written-after-the-backup",
+    );
+
+    // A snapshot with one flipped byte is refused before anything changes.
+    let db = dir.join("etcd.db");
+    flip_byte(&db, 4096);
+    let refused = backup(&lab, &config, &["restore", &name, "--yes"]);
+    assert!(!refused.status.success(), "a damaged snapshot was restored");
+    let message = text(&refused);
+    assert!(
+        message.contains(&format!("backup {name}: etcd.db's sha256")),
+        "{message}"
+    );
+    assert!(
+        !backup(&lab, &config, &["verify", &name]).status.success(),
+        "verify accepts a damaged snapshot"
+    );
+    for node in ["node1", "node2", "node3"] {
+        let active = stdout(&lab.ssh(node, "systemctl is-active etcd kube-apiserver"));
+        assert_eq!(active.trim(), "active\nactive", "{node} was touched");
+    }
+    flip_byte(&db, 4096);
+    // A backup of another cluster is refused too.
+    let record = dir.join("backup.json");
+    let original = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(
+        &record,
+        original.replace("\"cluster\": \"bak\"", "\"cluster\": \"other\""),
+    )
+    .unwrap();
+    let foreign = backup(&lab, &config, &["restore", &name, "--yes"]);
+    assert!(
+        text(&foreign).contains("it is a backup of cluster other, not of bak"),
+        "{}",
+        text(&foreign)
+    );
+    std::fs::write(&record, original).unwrap();
+    // Restore asks for confirmation and cannot get one without a terminal.
+    assert!(
+        !backup(&lab, &config, &["restore", "--latest"])
+            .status
+            .success()
+    );
+
+    let restored = lab
+        .kinit()
+        .args(["backup", "restore", "--latest", "--yes", "-o", "json", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_success("kinit backup restore", &restored);
+
+    // Everything is back, and only what the backup held.
+    let keys = etcdctl(&lab, "node3", "get --prefix /kinit-test/");
+    assert_eq!(
+        keys.trim(),
+        "/kinit-test/one\nfirst\n/kinit-test/two\nsecond",
+        "{keys}"
+    );
+    let maps = eventually(
+        "the namespace's objects back",
+        Duration::from_secs(60),
+        || kubectl_ok(&admin, &["-n", "keep", "get", "configmaps", "-o", "name"]),
+    );
+    for i in 0..3 {
+        assert!(maps.contains(&format!("configmap/c{i}")), "{maps}");
+    }
+    let members = etcdctl(&lab, "node1", "member list");
+    assert_eq!(
+        members
+            .lines()
+            .filter(|l| l.contains(", started, "))
+            .count(),
+        3,
+        "{members}"
+    );
+    let health = etcdctl(&lab, "node1", "endpoint health --cluster");
+    assert_eq!(
+        health.lines().filter(|l| l.contains("is healthy")).count(),
+        3,
+        "{health}"
+    );
+    wait_ready(&admin, 3);
+    for node in ["node1", "node2", "node3"] {
+        let aside = stdout(&lab.ssh(node, "ls -d /var/lib/etcd.before-* | wc -l"));
+        assert_eq!(aside.trim(), "1", "{node}: the old data is kept aside");
+    }
+
+    // Retention: a second backup, then keep the newest only.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_success("second backup", &backup(&lab, &config, &["create"]));
+    let pruned = backup(&lab, &config, &["prune", "--keep-last", "1"]);
+    assert_success("kinit backup prune", &pruned);
+    assert_eq!(stdout(&pruned).trim(), format!("removed {name}"));
+    assert!(!dir.exists());
+    let listed = stdout(&backup(&lab, &config, &["list", "-o", "json"]));
+    let listed: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // The lock: a live holder blocks every mutating operation and is named; breaking it
+    // releases it.
+    let state = config.parent().unwrap().join(".kinit/bak");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        state.join("lock.json"),
+        serde_json::json!({"operation": "upgrade apply", "pid": std::process::id(),
+            "host": hostname.trim(), "user": "ops", "since": 1_900_000_000})
+        .to_string(),
+    )
+    .unwrap();
+    for operation in [&["create"][..], &["prune", "--keep-last", "1"]] {
+        let busy = backup(&lab, &config, operation);
+        assert!(!busy.status.success());
+        assert!(
+            text(&busy).contains(&format!(
+                "`kinit upgrade apply` (pid {} on",
+                std::process::id()
+            )),
+            "{}",
+            text(&busy)
+        );
+    }
+    assert!(
+        !init(&lab, &config, &[]).status.success(),
+        "init ran under another's lock"
+    );
+    let broken = run(lab.kinit().args(["lock", "break", "-c"]).arg(&config));
+    assert!(stdout(&broken).contains("released the lock of `kinit upgrade apply`"));
+    assert_success(
+        "backup after the lock was broken",
+        &backup(&lab, &config, &["create"]),
+    );
+}
