@@ -561,6 +561,76 @@ pub async fn restore(
     Ok((info, report))
 }
 
+/// Scheduled backups: a cron expression and what to keep, on the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub cron: String,
+    pub retention: Retention,
+}
+
+/// The schedule last installed, as `schedule.json` in the state directory records it.
+pub fn current_schedule(state: &StateDir) -> Option<Schedule> {
+    serde_json::from_slice(&std::fs::read(state.root().join("schedule.json")).ok()?).ok()
+}
+
+/// Installs `schedule` on every etcd member (a systemd timer running a snapshot with
+/// retention on the node), or removes it with `None`. Backups already taken stay.
+pub async fn schedule(
+    cluster: &Cluster,
+    options: ClusterRun,
+    schedule: Option<&Schedule>,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, BackupError> {
+    let _lock = lock::acquire(&options.state, "backup schedule")?;
+    let vars_schedule = match schedule {
+        Some(schedule) => {
+            let on_calendar = super::schedule::on_calendar(&schedule.cron)
+                .map_err(|e| BackupError::Failed(format!("--cron {:?}: {e}", schedule.cron)))?;
+            json!({
+                "enabled": true,
+                "cron": schedule.cron,
+                "on_calendar": on_calendar,
+                "keep_last": schedule.retention.keep_last,
+                "keep_days": schedule.retention.keep_days,
+            })
+        }
+        None => json!({"enabled": false}),
+    };
+    let mut vars = BTreeMap::new();
+    vars.insert("schedule".into(), vars_schedule);
+    let inventory = inventory::from_cluster(cluster, vars);
+    let (name, source) = options
+        .assets
+        .playbook("backup-schedule")
+        .map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates =
+        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let dry_run = options.run.dry_run;
+    let runner = Runner::new(inventory, templates, options.run, sink);
+    let report = runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    if report.success() && !dry_run {
+        let record = options.state.root().join("schedule.json");
+        match schedule {
+            Some(schedule) => kinit_pki::write_atomic(
+                &record,
+                &serde_json::to_vec_pretty(schedule).expect("serialisable"),
+                0o644,
+            )
+            .map_err(|e| failed(record.display(), e))?,
+            None => {
+                let _ = std::fs::remove_file(&record);
+            }
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,5 +11,6 @@ pub mod inventory;
 pub mod local;
 pub mod lock;
 pub mod preflight;
+pub mod schedule;
 pub mod status;
 pub mod upload_certs;

@@ -205,6 +205,73 @@ fn backup_and_restore_on_three_members() {
     let listed: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
+    // Scheduled backups on the nodes: every 5 seconds, keeping the newest 2.
+    let scheduled = lab
+        .kinit()
+        .args([
+            "backup",
+            "schedule",
+            "--cron",
+            "*/5 * * * * *",
+            "--keep-last",
+            "2",
+            "-c",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_success("kinit backup schedule", &scheduled);
+    let shown = stdout(&backup(&lab, &config, &["schedule", "--show"]));
+    assert!(shown.contains("cron \"*/5 * * * * *\""), "{shown}");
+    let calendar = stdout(&lab.ssh(
+        "node2",
+        "systemd-analyze calendar \"$(sed -n 's/^OnCalendar=//p' /etc/systemd/system/kinit-etcd-backup.timer)\" | grep -c 'Next elapse'",
+    ));
+    assert_eq!(
+        calendar.trim(),
+        "1",
+        "systemd reads the translated schedule"
+    );
+    let runs = eventually(
+        "four scheduled backups on node1",
+        Duration::from_secs(60),
+        || {
+            let log =
+                stdout(&lab.ssh("node1", "journalctl -u kinit-etcd-backup --no-pager -o cat"));
+            if log.matches("backup bak-node1-scheduled-").count() >= 4 {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        },
+    );
+    assert!(
+        runs.contains("retention removed bak-node1-scheduled-"),
+        "{runs}"
+    );
+    let kept = stdout(&lab.ssh(
+        "node3",
+        "cd /var/lib/kinit/backups && ls bak-node3-scheduled-*.db | wc -l && sha256sum --quiet -c $(ls -t *.sha256 | head -1) && echo intact",
+    ));
+    assert_eq!(kept.trim(), "2\nintact", "retention keeps the newest two");
+    assert_success(
+        "schedule disabled",
+        &lab.kinit()
+            .args(["backup", "schedule", "--disable", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap(),
+    );
+    let after = stdout(&lab.ssh(
+        "node1",
+        "systemctl is-active kinit-etcd-backup.timer; ls /var/lib/kinit/backups/*.db | wc -l",
+    ));
+    assert_eq!(
+        after.trim(),
+        "inactive\n2",
+        "the timer is gone, the backups stay"
+    );
+
     // The lock: a live holder blocks every mutating operation and is named; breaking it
     // releases it.
     let state = config.parent().unwrap().join(".kinit/bak");

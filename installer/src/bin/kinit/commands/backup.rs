@@ -94,6 +94,30 @@ pub enum BackupCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Take backups on a schedule, on the control-plane nodes themselves (a systemd timer on
+    /// each etcd member), kept there with retention; --disable stops them.
+    Schedule {
+        #[command(flatten)]
+        target: Target,
+        /// When, as cron: `minute hour day month weekday` (such as "0 3 * * *"), or with a
+        /// leading seconds field for short intervals.
+        #[arg(long, required_unless_present_any = ["disable", "show"])]
+        cron: Option<String>,
+        /// Keep the newest N backups on each node.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep backups younger than DAYS days.
+        #[arg(long, value_name = "DAYS")]
+        keep_days: Option<u32>,
+        /// Remove the schedule (backups already taken stay).
+        #[arg(long, conflicts_with_all = ["cron", "show"])]
+        disable: bool,
+        /// Show the schedule installed.
+        #[arg(long, conflicts_with = "cron")]
+        show: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Restore etcd on every member from a backup (NAME, or --latest).
     ///
     /// Checks the backup first and refuses a damaged one or one of another cluster before
@@ -150,6 +174,15 @@ fn print_backups(backups: &[BackupInfo]) {
             b.member,
             &b.sha256[..16.min(b.sha256.len())]
         );
+    }
+}
+
+fn describe(retention: Retention) -> String {
+    match (retention.keep_last, retention.keep_days) {
+        (None, None) => "every backup".into(),
+        (Some(n), None) => format!("the newest {n}"),
+        (None, Some(d)) => format!("those younger than {d} days"),
+        (Some(n), Some(d)) => format!("the newest {n} and those younger than {d} days"),
     }
 }
 
@@ -248,6 +281,64 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
             }
             if removed.is_empty() {
                 eprintln!("nothing to remove");
+            }
+        }
+        BackupCommand::Schedule {
+            target,
+            cron,
+            keep_last,
+            keep_days,
+            disable,
+            show,
+            run,
+        } => {
+            let Resolved { loaded, state, .. } = target.resolve()?;
+            if show {
+                match backup::current_schedule(&state) {
+                    Some(schedule) => println!(
+                        "cron \"{}\" on every control plane, keeping {}",
+                        schedule.cron,
+                        describe(schedule.retention)
+                    ),
+                    None => println!("no schedule"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let schedule = cron.filter(|_| !disable).map(|cron| backup::Schedule {
+                cron,
+                retention: Retention {
+                    keep_last,
+                    keep_days,
+                },
+            });
+            let progress = Arc::new(Progress::new(run.output));
+            let options = ClusterRun {
+                state: state.clone(),
+                bundle: None,
+                assets: run.assets.assets(),
+                run: run.options(
+                    state.root().join("journal").join("backup-schedule.json"),
+                    Some(&loaded.cluster),
+                )?,
+                ignore_preflight: Vec::new(),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(backup::schedule(
+                &loaded.cluster,
+                options,
+                schedule.as_ref(),
+                progress.clone(),
+            ))?;
+            if !summarize(&progress, &report, "kinit backup schedule …") {
+                return Ok(ExitCode::FAILURE);
+            }
+            match &schedule {
+                Some(schedule) => eprintln!(
+                    "\nbackups run on every control plane at \"{}\" into /var/lib/kinit/backups, keeping {}",
+                    schedule.cron,
+                    describe(schedule.retention)
+                ),
+                None => eprintln!("\nno more scheduled backups; those taken stay on the nodes"),
             }
         }
         BackupCommand::Restore {
