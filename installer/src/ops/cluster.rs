@@ -429,6 +429,16 @@ pub async fn reset(
     }
     let _lock = super::lock::acquire(&options.state, "reset")
         .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    reset_unlocked(cluster, options, node, sink).await
+}
+
+/// [`reset`] for operations that hold the cluster's lock already.
+pub(crate) async fn reset_unlocked(
+    cluster: &Cluster,
+    options: ClusterRun,
+    node: Option<&str>,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
     let mut vars = BTreeMap::new();
     vars.insert(
         "network".into(),

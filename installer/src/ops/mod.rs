@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod inventory;
 pub mod local;
 pub mod lock;
+pub mod node;
 pub mod preflight;
 pub mod schedule;
 pub mod status;

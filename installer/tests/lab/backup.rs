@@ -1,12 +1,14 @@
 //! etcd backups on a lab cluster of three control planes (three etcd members): take one,
 //! lose data, refuse a damaged or foreign backup without touching the cluster, restore, and
 //! find every object and key back with a healthy three-member etcd. Also retention and the
-//! operation lock.
+//! operation lock, and a control plane leaving the cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cluster::{admin_kubeconfig, assert_success, init, kubectl_ok, text, wait_ready};
+use crate::cluster::{
+    admin_kubeconfig, assert_host_clean, assert_success, init, kubectl_ok, text, wait_ready,
+};
 use crate::support::{TestLab, eventually, run, stdout};
 
 const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
@@ -37,7 +39,7 @@ fn flip_byte(file: &Path, at: usize) {
 }
 
 #[test]
-fn backup_and_restore_on_three_members() {
+fn backups_and_node_removal_on_three_control_planes() {
     let lab = TestLab::new("bak");
     run(lab
         .kinit()
@@ -305,4 +307,55 @@ fn backup_and_restore_on_three_members() {
         "backup after the lock was broken",
         &backup(&lab, &config, &["create"]),
     );
+
+    // A control plane leaves: drained, out of Kubernetes and etcd, its host reset; two
+    // healthy members remain and no stale one.
+    let removed = lab
+        .kinit()
+        .args(["node", "remove", "node3", "--yes", "-o", "json", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_success("kinit node remove node3", &removed);
+    let members = etcdctl(&lab, "node1", "member list");
+    assert_eq!(members.lines().count(), 2, "{members}");
+    assert!(!members.contains("node3"), "{members}");
+    assert_eq!(
+        members
+            .lines()
+            .filter(|l| l.contains(", started, "))
+            .count(),
+        2,
+        "{members}"
+    );
+    let health = etcdctl(&lab, "node2", "endpoint health --cluster");
+    assert_eq!(
+        health.lines().filter(|l| l.contains("is healthy")).count(),
+        2,
+        "{health}"
+    );
+    let nodes = kubectl_ok(&admin, &["get", "nodes", "--no-headers"]).unwrap();
+    assert!(!nodes.contains("node3"), "{nodes}");
+    assert_host_clean(&lab, "node3");
+    // With node3 out of the configuration too, init has nothing left to do on the others.
+    let inventory = std::fs::read_to_string(&config).unwrap();
+    let lines: Vec<&str> = inventory.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("- name: node3"))
+        .unwrap();
+    let end = (start + 1..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            !l.starts_with(' ') && !l.starts_with('-')
+        })
+        .unwrap_or(lines.len());
+    let smaller: Vec<&str> = lines[..start]
+        .iter()
+        .chain(&lines[end..])
+        .copied()
+        .collect();
+    std::fs::write(&config, smaller.join("\n") + "\n").unwrap();
+    assert_success("init without node3", &init(&lab, &config, &[]));
+    wait_ready(&admin, 2);
 }

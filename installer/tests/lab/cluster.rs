@@ -169,7 +169,7 @@ fn stop_node_when(
     (output, seen)
 }
 
-fn assert_host_clean(lab: &TestLab, node: &str) {
+pub(crate) fn assert_host_clean(lab: &TestLab, node: &str) {
     let output = lab.ssh(
         node,
         "systemctl list-units --all --no-legend --plain 'kube*' 'etcd*' 'kinit*' 'containerd*';\
