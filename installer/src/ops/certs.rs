@@ -348,6 +348,55 @@ pub fn residual(not_after: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
+/// Renews the selected certificates and kubeconfigs in the cluster's state directory and puts
+/// them on the running cluster: control planes one at a time, each component restarted and
+/// healthy before the next (etcd, the API server, controller manager and scheduler, kubelet
+/// and kube-proxy); workers' kubelets when their kubeconfig changed. CAs and keys stay.
+pub async fn renew_on_cluster(
+    cluster: &Cluster,
+    options: super::cluster::ClusterRun,
+    selection: &Selection,
+    sink: std::sync::Arc<dyn crate::engine::events::EventSink>,
+) -> Result<(Vec<Outcome>, crate::engine::runner::RunReport), super::cluster::ClusterError> {
+    use super::cluster::ClusterError;
+    let _lock = super::lock::acquire(&options.state, "certs renew")
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let pki_dir = options.state.kubernetes();
+    // A resumed run distributes what the interrupted one renewed.
+    let outcomes = if options.run.dry_run || options.run.resume {
+        Vec::new()
+    } else {
+        renew(
+            &pki_dir,
+            selection,
+            &settings(cluster),
+            OffsetDateTime::now_utc(),
+        )?
+    };
+    let mut vars = std::collections::BTreeMap::new();
+    vars.insert("pki".into(), serde_json::json!(pki_dir));
+    let inventory = super::cluster::run_inventory(
+        cluster,
+        &pki_dir,
+        vars,
+        &super::cluster::Installed::load(&options.state),
+    );
+    let (name, source) = options
+        .assets
+        .playbook("certs-renew")
+        .map_err(ClusterError::Setup)?;
+    let playbook = crate::engine::playbook::parse(&name, &source)
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates = crate::engine::templates::Templates::load(&options.assets)
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let runner = crate::engine::runner::Runner::new(inventory, templates, options.run, sink);
+    let report = runner
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    Ok((outcomes, report))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

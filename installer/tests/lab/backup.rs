@@ -308,6 +308,52 @@ fn backups_and_node_removal_on_three_control_planes() {
         &backup(&lab, &config, &["create"]),
     );
 
+    // Certificates renewed on the running cluster: new serials and later expiry on every
+    // control plane, the cluster healthy, kubectl working with the renewed admin.conf.
+    let certificates = |node: &str| {
+        stdout(&lab.ssh(
+            node,
+            "for c in apiserver apiserver-etcd-client etcd/server etcd/peer front-proxy-client; do \
+             openssl x509 -noout -serial -enddate -in /etc/kubernetes/pki/$c.crt; done",
+        ))
+    };
+    let before: Vec<String> = ["node1", "node2", "node3"].map(certificates).to_vec();
+    std::thread::sleep(Duration::from_secs(2));
+    let renewed = lab
+        .kinit()
+        .args(["certs", "renew", "all", "-o", "json", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_success("kinit certs renew all -c", &renewed);
+    for (node, before) in ["node1", "node2", "node3"].iter().zip(&before) {
+        let after = certificates(node);
+        for (old, new) in before.lines().zip(after.lines()) {
+            assert_ne!(old, new, "{node}: not renewed");
+            if let (Some(old), Some(new)) =
+                (old.strip_prefix("notAfter="), new.strip_prefix("notAfter="))
+            {
+                assert!(old != new, "{node}: same expiry {old}");
+            }
+        }
+    }
+    let health = etcdctl(&lab, "node1", "endpoint health --cluster");
+    assert_eq!(
+        health.lines().filter(|l| l.contains("is healthy")).count(),
+        3,
+        "{health}"
+    );
+    let admin = admin_kubeconfig(&lab, &config);
+    wait_ready(&admin, 3);
+    let serving = stdout(&lab.ssh(
+        "node1",
+        "echo | openssl s_client -connect 127.0.0.1:6443 2>/dev/null | openssl x509 -noout -serial",
+    ));
+    assert!(
+        before[0].lines().all(|l| l != serving.trim()),
+        "the API server still serves its old certificate: {serving}"
+    );
+
     // A control plane leaves: drained, out of Kubernetes and etcd, its host reset; two
     // healthy members remain and no stale one.
     let removed = lab

@@ -55,9 +55,20 @@ pub enum CertsCommand {
         /// Directory shaped like /etc/kubernetes.
         #[arg(long, value_name = "DIR", required_unless_present = "config")]
         dir: Option<PathBuf>,
-        /// Take the directory and certificate lifetime from this configuration.
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        /// The cluster of this configuration: renew in its state directory, then put the
+        /// certificates on its hosts and restart what reads them, one control plane at a time.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            conflicts_with = "dir"
+        )]
         config: Option<PathBuf>,
+        /// With -c: renew in the state directory only, leaving the hosts alone.
+        #[arg(long, requires = "config")]
+        offline: bool,
+        #[command(flatten)]
+        run: super::cluster::RunArgs,
     },
     /// Print the CA pin joining nodes check: sha256:<hex of the CA's public key info>.
     CaPin {
@@ -88,6 +99,49 @@ fn resolve_dir(
         (None, None) => unreachable!("clap requires --dir or --config"),
     };
     Ok((dir, loaded))
+}
+
+fn renew_on_cluster(
+    loaded: &kinit::config::LoadedCluster,
+    selection: &Selection,
+    run: super::cluster::RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let cluster = &loaded.cluster;
+    let state = super::state_dir(loaded);
+    let progress = std::sync::Arc::new(crate::progress::Progress::new(run.output));
+    let options = kinit::ops::cluster::ClusterRun {
+        state: state.clone(),
+        bundle: None,
+        assets: run.assets.assets(),
+        run: run.options(
+            state.root().join("journal").join("certs-renew.json"),
+            Some(cluster),
+        )?,
+        ignore_preflight: Vec::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (outcomes, report) = runtime.block_on(certs::renew_on_cluster(
+        cluster,
+        options,
+        selection,
+        progress.clone(),
+    ))?;
+    for outcome in &outcomes {
+        eprintln!("[renew] renewed {}", outcome.file.display());
+    }
+    if !super::cluster::summarize(
+        &progress,
+        &report,
+        &format!("kinit certs renew … -c {}", loaded.path.display()),
+    ) {
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!(
+        "[renew] {} certificates renewed and in use on every host of {}",
+        outcomes.len(),
+        cluster.name()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
@@ -148,13 +202,22 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        CertsCommand::Renew { names, dir, config } => {
+        CertsCommand::Renew {
+            names,
+            dir,
+            config,
+            offline,
+            run,
+        } => {
             let (dir, loaded) = resolve_dir(dir, config)?;
             let selection = if names.iter().any(|n| n == "all") {
                 Selection::All
             } else {
                 Selection::Names(names)
             };
+            if let (Some(loaded), false) = (&loaded, offline) {
+                return renew_on_cluster(loaded, &selection, run);
+            }
             let settings = loaded
                 .as_ref()
                 .map(|l| certs::settings(&l.cluster))
@@ -169,7 +232,7 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 println!("[renew] renewed {}", outcome.file.display());
             }
             println!(
-                "[renew] {} certificates renewed; restart the components that use them (kinit certs renew on a running cluster does this for you)",
+                "[renew] {} certificates renewed; put them on the hosts and restart what reads them (`kinit certs renew -c cluster.yaml` does both)",
                 outcomes.len()
             );
             Ok(ExitCode::SUCCESS)
