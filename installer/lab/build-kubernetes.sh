@@ -34,6 +34,18 @@ export KUBE_GIT_MINOR=20
 export CGO_ENABLED=0
 export GOFLAGS=-mod=vendor
 export KUBE_BUILD_PLATFORMS=linux/amd64
+if [[ $version != v1.20.2 ]]; then
+  # The source is a `git archive` export: hack/lib/version.sh hard-codes v1.20.2 over the
+  # variables above. A version file is the one input it reads before that.
+  cat > "$tree/.kinit-version" <<EOF
+KUBE_GIT_COMMIT='faecb196815e248d3ecfb03c680a4507229c2a56'
+KUBE_GIT_TREE_STATE='archive'
+KUBE_GIT_VERSION='$version'
+KUBE_GIT_MAJOR='1'
+KUBE_GIT_MINOR='20'
+EOF
+  export KUBE_GIT_VERSION_FILE=$tree/.kinit-version
+fi
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl)
 make WHAT="${binaries[*]/#/cmd/}" >&2
 

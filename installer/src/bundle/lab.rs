@@ -146,7 +146,15 @@ pub fn kubernetes_binaries(
     version: KubernetesVersion,
 ) -> Result<PathBuf, BundleError> {
     let key = &KUBERNETES_SOURCE_SHA256[..12];
-    let out = cache.join("kubernetes").join(format!("{key}-{version}"));
+    // Other versions are the same source stamped; "stamped" names the build that really
+    // carries the stamp (an earlier script left v1.20.2's in binaries called otherwise).
+    let out = if version == SOURCE_VERSION {
+        cache.join("kubernetes").join(format!("{key}-{version}"))
+    } else {
+        cache
+            .join("kubernetes")
+            .join(format!("{key}-{version}-stamped"))
+    };
     if out.join("kubelet").is_file() {
         return Ok(out);
     }

@@ -181,6 +181,16 @@ pub async fn create(
     options: &CreateOptions,
 ) -> Result<BackupInfo, BackupError> {
     let _lock = lock::acquire(state, "backup create")?;
+    create_unlocked(cluster, state, run, options).await
+}
+
+/// [`create`] for operations that hold the cluster's lock already (an upgrade's backup).
+pub(crate) async fn create_unlocked(
+    cluster: &Cluster,
+    state: &StateDir,
+    run: &RunOptions,
+    options: &CreateOptions,
+) -> Result<BackupInfo, BackupError> {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
         .format(time::macros::format_description!(

@@ -53,6 +53,9 @@ pub struct ClusterRun {
 pub struct Installed {
     /// Hosts that completed a run.
     pub hosts: BTreeSet<String>,
+    /// The Kubernetes version the cluster runs (set by init, changed only by upgrades).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<KubernetesVersion>,
 }
 
 impl Installed {
@@ -67,7 +70,7 @@ impl Installed {
             .unwrap_or_default()
     }
 
-    fn save(&self, state: &StateDir) -> Result<(), ClusterError> {
+    pub(crate) fn save(&self, state: &StateDir) -> Result<(), ClusterError> {
         let text = serde_json::to_vec_pretty(self).expect("serialisable");
         kinit_pki::write_atomic(&Installed::path(state), &text, 0o644)
             .map_err(|e| ClusterError::Setup(e.to_string()))
@@ -329,6 +332,23 @@ pub async fn install(
     .map_err(|e| ClusterError::Setup(e.to_string()))?;
     let pki_dir = options.state.kubernetes();
     let mut installed = Installed::load(&options.state);
+    // Versions change by `kinit upgrade apply` only: init must neither downgrade a cluster
+    // nor upgrade it without the upgrade's order and health gates.
+    if let Some(running) = installed.version.filter(|_| !installed.hosts.is_empty()) {
+        let wanted = cluster.kubernetes_version;
+        if wanted < running {
+            return Err(ClusterError::Setup(format!(
+                "the cluster runs Kubernetes {running}, the configuration says {wanted}: \
+                 set kubernetesVersion: {running} (kinit does not downgrade)"
+            )));
+        }
+        if wanted > running {
+            return Err(ClusterError::Setup(format!(
+                "the cluster runs Kubernetes {running}, the configuration says {wanted}: \
+                 upgrade with `kinit upgrade apply {wanted}`, which drains and upgrades one node at a time"
+            )));
+        }
+    }
     if let Some(node) = joining {
         let host = cluster.host(node).ok_or_else(|| {
             ClusterError::Setup(format!(
@@ -408,6 +428,7 @@ pub async fn install(
         .map_err(|e| ClusterError::Setup(e.to_string()))?;
     if report.success() && !runner_dry_run(&runner) {
         installed.hosts.extend(targets);
+        installed.version = Some(cluster.kubernetes_version);
         installed.save(&options.state)?;
     }
     Ok((report, preflight_report))

@@ -14,4 +14,5 @@ pub mod node;
 pub mod preflight;
 pub mod schedule;
 pub mod status;
+pub mod upgrade;
 pub mod upload_certs;

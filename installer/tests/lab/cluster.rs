@@ -838,7 +838,7 @@ fn three_control_planes_survive_losing_one() {
     run(lab.kinit().args(["lab", "start", "node1"]));
 }
 
-fn address_of(inventory: &str, node: &str) -> String {
+pub(crate) fn address_of(inventory: &str, node: &str) -> String {
     let at = inventory.find(&format!("- name: {node}\n")).unwrap();
     inventory[at..]
         .lines()

@@ -10,4 +10,5 @@ mod bundle_lab;
 mod cluster;
 mod engine;
 mod lab_lifecycle;
+mod upgrade;
 mod vagrant;

@@ -50,3 +50,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the whole command tree (unique names, valid defaults) only when a command
+    /// is parsed; this checks every subcommand at once.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

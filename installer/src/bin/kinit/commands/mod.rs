@@ -8,6 +8,7 @@ mod config;
 mod lab;
 mod node;
 mod play;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ pub enum Command {
     /// etcd backups: create, list, verify, prune, restore.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Upgrades: plan (versions available, skew checks), apply (node by node, resumable).
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCommand),
     /// The cluster's operation lock: who holds it; break a crashed operation's.
     #[command(subcommand)]
     Lock(backup::LockCommand),
@@ -76,6 +80,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(command) => node::run(command),
         Command::Backup(command) => backup::run(command),
         Command::Lock(command) => backup::lock_command(command),
+        Command::Upgrade(command) => upgrade::run(command),
     }
 }
 
