@@ -239,6 +239,101 @@ pub fn check_expiration(dir: &Path) -> Result<Expiry, CertsError> {
     Ok(expiry)
 }
 
+/// One certificate as found on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCertificate {
+    pub host: String,
+    /// The file on the host.
+    pub file: String,
+    pub common_name: String,
+    pub not_after: OffsetDateTime,
+    pub is_ca: bool,
+}
+
+/// Prints `path<TAB>base64 of the PEM certificate` for every certificate kinit and the kubelet
+/// keep on a host: `.crt` files, kubeconfigs' embedded client certificates, the kubelet's
+/// rotated certificate (its certificate block only: keys never leave the host).
+const CERTIFICATES_SCRIPT: &str = r#"
+for f in $(find /etc/kubernetes/pki -name '*.crt' 2>/dev/null | sort); do
+  printf '%s\t%s\n' "$f" "$(base64 -w0 < "$f")"
+done
+for f in /etc/kubernetes/*.conf; do
+  [ -f "$f" ] || continue
+  data=$(sed -n 's/^ *client-certificate-data: *//p' "$f" | head -1)
+  [ -n "$data" ] && printf '%s\t%s\n' "$f" "$data"
+done
+f=/var/lib/kubelet/pki/kubelet-client-current.pem
+if [ -f "$f" ]; then
+  printf '%s\t%s\n' "$f" "$(sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' "$f" | base64 -w0)"
+fi
+f=/var/lib/kubelet/pki/kubelet.crt
+[ -f "$f" ] && printf '%s\t%s\n' "$f" "$(base64 -w0 < "$f")"
+true
+"#;
+
+/// Expiry of the certificates in use on every host of the cluster, over SSH, soonest first;
+/// hosts that cannot be read are returned with why.
+pub async fn check_expiration_on_hosts(
+    cluster: &Cluster,
+    run: &crate::engine::runner::RunOptions,
+) -> (Vec<HostCertificate>, Vec<(String, String)>) {
+    use base64::Engine;
+    let inventory = super::inventory::from_cluster(cluster, Default::default());
+    let reads = inventory.hosts.iter().map(|host| async move {
+        let result = async {
+            let (session, _, _) =
+                crate::engine::runner::connect(host, &run.ssh, run.sudo_password.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let output = session
+                .exec(
+                    CERTIFICATES_SCRIPT,
+                    crate::engine::transport::Stdin::none(),
+                    true,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(output.stdout_text())
+        }
+        .await;
+        (host.name.clone(), result)
+    });
+    let mut found = Vec::new();
+    let mut unreachable = Vec::new();
+    for (host, result) in futures::future::join_all(reads).await {
+        let text = match result {
+            Ok(text) => text,
+            Err(e) => {
+                unreachable.push((host, e));
+                continue;
+            }
+        };
+        for line in text.lines() {
+            let Some((file, data)) = line.split_once('\t') else {
+                continue;
+            };
+            let Some(pem) = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            if let Ok(info) = CertificateInfo::from_pem(&pem) {
+                found.push(HostCertificate {
+                    host: host.clone(),
+                    file: file.to_owned(),
+                    common_name: info.common_name.clone(),
+                    not_after: info.not_after,
+                    is_ca: info.is_ca,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| (a.not_after, &a.host, &a.file).cmp(&(b.not_after, &b.host, &b.file)));
+    (found, unreachable)
+}
+
 /// Which certificates `renew` reissues: kubeadm names (`apiserver`, `admin.conf`, …), or all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {

@@ -353,6 +353,39 @@ fn backups_and_node_removal_on_three_control_planes() {
         before[0].lines().all(|l| l != serving.trim()),
         "the API server still serves its old certificate: {serving}"
     );
+    // What every host uses, read over SSH: each control plane's renewed API server
+    // certificate and its CAs.
+    let expiry = run(lab
+        .kinit()
+        .args([
+            "certs",
+            "check-expiration",
+            "--on-hosts",
+            "-o",
+            "json",
+            "-c",
+        ])
+        .arg(&config));
+    let expiry: serde_json::Value = serde_json::from_str(&stdout(&expiry)).unwrap();
+    let certificates = expiry["certificates"].as_array().unwrap();
+    for node in ["node1", "node2", "node3"] {
+        let on = |file: &str| {
+            certificates
+                .iter()
+                .find(|c| c["host"] == node && c["file"] == file)
+                .unwrap_or_else(|| panic!("{node}: no {file} in {expiry:#}"))
+        };
+        let residual = on("/etc/kubernetes/pki/apiserver.crt")["residual"]
+            .as_str()
+            .unwrap();
+        assert!(
+            residual == "364d" || residual == "365d",
+            "{node}: {residual}"
+        );
+        assert_eq!(on("/etc/kubernetes/pki/ca.crt")["ca"], true);
+        on("/etc/kubernetes/admin.conf");
+    }
+    assert!(expiry["unreachable"].as_array().unwrap().is_empty());
 
     // A control plane leaves: drained, out of Kubernetes and etcd, its host reset; two
     // healthy members remain and no stale one.

@@ -41,6 +41,12 @@ pub enum CertsCommand {
         config: Option<PathBuf>,
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// With -c: read the certificates in use on every host, over SSH, instead of the state
+        /// directory's copies.
+        #[arg(long, requires = "config")]
+        on_hosts: bool,
+        #[command(flatten)]
+        access: super::AccessArgs,
     },
     /// Reissue certificates with their existing keys and contents and a fresh validity.
     ///
@@ -182,9 +188,71 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CertsCommand::CheckExpiration {
+            dir: _,
+            config,
+            output,
+            on_hosts: true,
+            access,
+        } => {
+            let loaded = ConfigArg {
+                path: config.expect("clap requires --config"),
+            }
+            .load()?;
+            let run = kinit::engine::runner::RunOptions {
+                ssh: access.ssh_options()?,
+                sudo_password: access.sudo_password(&loaded.cluster)?,
+                ..Default::default()
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let (found, unreachable) =
+                runtime.block_on(certs::check_expiration_on_hosts(&loaded.cluster, &run));
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "certificates": found.iter().map(|c| serde_json::json!({
+                            "host": c.host, "file": c.file, "commonName": c.common_name,
+                            "expires": c.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                            "residual": certs::residual(c.not_after, now), "ca": c.is_ca,
+                        })).collect::<Vec<_>>(),
+                        "unreachable": unreachable.iter().map(|(h, e)| serde_json::json!({"host": h, "error": e})).collect::<Vec<_>>(),
+                    }))?
+                ),
+                Output::Table => {
+                    println!(
+                        "{:<10} {:<58} {:<26} {:<10} CA",
+                        "HOST", "FILE", "EXPIRES", "RESIDUAL"
+                    );
+                    for c in &found {
+                        println!(
+                            "{:<10} {:<58} {:<26} {:<10} {}",
+                            c.host,
+                            c.file,
+                            c.not_after
+                                .format(time::macros::format_description!(
+                                    "[month repr:short] [day], [year] [hour]:[minute] UTC"
+                                ))
+                                .unwrap_or_default(),
+                            certs::residual(c.not_after, now),
+                            if c.is_ca { "yes" } else { "no" }
+                        );
+                    }
+                    for (host, error) in &unreachable {
+                        eprintln!("error: host {host}: {error}");
+                    }
+                }
+            }
+            Ok(if unreachable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        CertsCommand::CheckExpiration {
             dir,
             config,
             output,
+            ..
         } => {
             let (dir, _) = resolve_dir(dir, config)?;
             let expiry = certs::check_expiration(&dir)?;
