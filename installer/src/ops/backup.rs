@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::cluster::{self, ClusterError, ClusterRun};
-use super::{inventory, lock};
+use super::{inventory, lock, sealed};
 use crate::config::Cluster;
 use crate::engine::events::EventSink;
 use crate::engine::playbook;
@@ -68,6 +68,10 @@ pub struct BackupInfo {
     pub total_keys: i64,
     pub etcd_hash: u64,
     pub pki_sha256: String,
+    /// The files are sealed (`etcd.db.enc`, `pki.tar.enc`); sizes and checksums are of the
+    /// files in clear.
+    #[serde(default)]
+    pub encrypted: bool,
     /// Where the node keeps its copy, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_copy: Option<String>,
@@ -171,6 +175,8 @@ pub struct CreateOptions {
     /// Keep the snapshot on the node too (in /var/lib/kinit/backups).
     pub keep_on_node: bool,
     pub bundle: Option<PathBuf>,
+    /// Seal the backup's files with this key.
+    pub encryption: Option<sealed::Key>,
 }
 
 /// Takes a backup: a snapshot from the first healthy control plane, streamed here.
@@ -319,6 +325,14 @@ pub(crate) async fn create_unlocked(
         None
     };
     let pki_sha256 = archive_pki(state, &backup_dir.join("pki.tar"))?;
+    if let Some(key) = &options.encryption {
+        for file in ["etcd.db", "pki.tar"] {
+            let clear = backup_dir.join(file);
+            sealed::seal_file(key, &clear, &backup_dir.join(format!("{file}.enc")))
+                .map_err(|e| failed("sealing the backup", e))?;
+            std::fs::remove_file(&clear).map_err(|e| failed(clear.display(), e))?;
+        }
+    }
     let info = BackupInfo {
         name,
         cluster: cluster.name().to_owned(),
@@ -336,6 +350,7 @@ pub(crate) async fn create_unlocked(
         total_keys: status.total_key,
         etcd_hash: status.hash,
         pki_sha256,
+        encrypted: options.encryption.is_some(),
         node_copy,
     };
     kinit_pki::write_atomic(
@@ -383,14 +398,75 @@ pub fn find(dir: &Path, name: Option<&str>) -> Result<BackupInfo, BackupError> {
     }
 }
 
+/// A backup's files in clear: the files themselves, or for an encrypted backup opened copies,
+/// removed when this is dropped.
+#[derive(Debug)]
+pub struct Opened {
+    pub snapshot: PathBuf,
+    pub pki: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.snapshot);
+            let _ = std::fs::remove_file(&self.pki);
+        }
+    }
+}
+
+/// Opens an encrypted backup's files (or names a plain backup's).
+fn open_backup(
+    dir: &Path,
+    info: &BackupInfo,
+    key: Option<&sealed::Key>,
+) -> Result<Opened, BackupError> {
+    let here = dir.join(&info.name);
+    if !info.encrypted {
+        return Ok(Opened {
+            snapshot: here.join("etcd.db"),
+            pki: here.join("pki.tar"),
+            temporary: false,
+        });
+    }
+    let key = key.ok_or_else(|| BackupError::Invalid {
+        name: info.name.clone(),
+        reason:
+            "it is encrypted: give its key with --encryption-key-file (or KINIT_BACKUP_KEY_FILE)"
+                .into(),
+    })?;
+    let opened = Opened {
+        snapshot: here.join("etcd.db.opened"),
+        pki: here.join("pki.tar.opened"),
+        temporary: true,
+    };
+    for (sealed_file, clear) in [
+        (here.join("etcd.db.enc"), &opened.snapshot),
+        (here.join("pki.tar.enc"), &opened.pki),
+    ] {
+        sealed::open_file(key, &sealed_file, clear).map_err(|reason| BackupError::Invalid {
+            name: info.name.clone(),
+            reason,
+        })?;
+    }
+    Ok(opened)
+}
+
 /// Checks a backup against its record: sizes, checksums, and etcd's own reading of the
-/// snapshot (its hash and revision).
-pub fn verify_files(dir: &Path, info: &BackupInfo, etcdctl: &Path) -> Result<(), BackupError> {
+/// snapshot (its hash and revision). Returns its files in clear.
+pub fn verify_files(
+    dir: &Path,
+    info: &BackupInfo,
+    etcdctl: &Path,
+    key: Option<&sealed::Key>,
+) -> Result<Opened, BackupError> {
     let invalid = |reason: String| BackupError::Invalid {
         name: info.name.clone(),
         reason,
     };
-    let db = dir.join(&info.name).join("etcd.db");
+    let opened = open_backup(dir, info, key)?;
+    let db = opened.snapshot.clone();
     let (sha256, size) = sha256_file(&db)?;
     if size != info.size {
         return Err(invalid(format!(
@@ -411,14 +487,14 @@ pub fn verify_files(dir: &Path, info: &BackupInfo, etcdctl: &Path) -> Result<(),
             status.hash, status.revision, info.etcd_hash, info.revision
         )));
     }
-    let (pki, _) = sha256_file(&dir.join(&info.name).join("pki.tar"))?;
+    let (pki, _) = sha256_file(&opened.pki)?;
     if pki != info.pki_sha256 {
         return Err(invalid(format!(
             "pki.tar's sha256 is {pki}, the backup recorded {}",
             info.pki_sha256
         )));
     }
-    Ok(())
+    Ok(opened)
 }
 
 pub fn verify(
@@ -426,9 +502,10 @@ pub fn verify(
     dir: &Path,
     name: Option<&str>,
     bundle: Option<&Path>,
+    key: Option<&sealed::Key>,
 ) -> Result<BackupInfo, BackupError> {
     let info = find(dir, name)?;
-    verify_files(dir, &info, &local_etcdctl(cluster, bundle)?)?;
+    verify_files(dir, &info, &local_etcdctl(cluster, bundle)?, key)?;
     Ok(info)
 }
 
@@ -492,6 +569,7 @@ pub async fn restore(
     options: ClusterRun,
     dir: &Path,
     name: Option<&str>,
+    key: Option<&sealed::Key>,
     sink: Arc<dyn EventSink>,
 ) -> Result<(BackupInfo, RunReport), BackupError> {
     let _lock = lock::acquire(&options.state, "backup restore")?;
@@ -506,13 +584,15 @@ pub async fn restore(
             ),
         });
     }
-    verify_files(
+    // Kept until the restore is over: for an encrypted backup, the opened copy is what goes
+    // to the members.
+    let opened = verify_files(
         dir,
         &info,
         &local_etcdctl(cluster, options.bundle.as_deref())?,
+        key,
     )?;
-    let snapshot = std::fs::canonicalize(dir.join(&info.name).join("etcd.db"))
-        .map_err(|e| failed(dir.display(), e))?;
+    let snapshot = std::fs::canonicalize(&opened.snapshot).map_err(|e| failed(dir.display(), e))?;
     let initial_cluster = cluster
         .etcd_members()
         .map(|m| format!("{}=https://{}:2380", m.name, m.address))
@@ -568,6 +648,7 @@ pub async fn restore(
     if report.success() && !runner_dry_run {
         let _ = std::fs::remove_file(&record);
     }
+    drop(opened);
     Ok((info, report))
 }
 
@@ -659,6 +740,7 @@ mod tests {
             total_keys: 1,
             etcd_hash: 1,
             pki_sha256: String::new(),
+            encrypted: false,
             node_copy: None,
         }
     }
@@ -712,12 +794,12 @@ mod tests {
         info.sha256 = sha;
         // One flipped byte: same size, another checksum; etcdctl is never reached.
         std::fs::write(dir.path().join("b/etcd.db"), b"snapshot bytez").unwrap();
-        let error = verify_files(dir.path(), &info, Path::new("/nonexistent/etcdctl"))
+        let error = verify_files(dir.path(), &info, Path::new("/nonexistent/etcdctl"), None)
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("backup b: etcd.db's sha256"), "{error}");
         std::fs::write(dir.path().join("b/etcd.db"), b"snapshot").unwrap();
-        let error = verify_files(dir.path(), &info, Path::new("/nonexistent/etcdctl"))
+        let error = verify_files(dir.path(), &info, Path::new("/nonexistent/etcdctl"), None)
             .unwrap_err()
             .to_string();
         assert!(error.contains("truncated"), "{error}");

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod node;
 pub mod preflight;
 pub mod schedule;
+pub mod sealed;
 pub mod status;
 pub mod upgrade;
 pub mod upload_certs;

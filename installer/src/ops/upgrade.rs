@@ -256,6 +256,8 @@ pub struct ApplyOptions {
     pub drain_timeout: Duration,
     /// Where the backup taken first goes.
     pub backup_dir: PathBuf,
+    /// Seal that backup with this key.
+    pub backup_key: Option<super::sealed::Key>,
 }
 
 async fn kubectl(
@@ -329,6 +331,7 @@ pub async fn apply(
                 dir: apply.backup_dir.clone(),
                 keep_on_node: false,
                 bundle: None,
+                encryption: apply.backup_key.clone(),
             },
         )
         .await?;

@@ -198,7 +198,39 @@ fn backups_and_node_removal_on_three_control_planes() {
 
     // Retention: a second backup, then keep the newest only.
     std::thread::sleep(Duration::from_secs(1));
-    assert_success("second backup", &backup(&lab, &config, &["create"]));
+    // This one encrypted at rest: nothing of etcd's content readable, verified only with
+    // its key.
+    let key = lab.dir().join("backup.key");
+    run(lab.kinit().args(["backup", "keygen"]).arg(&key));
+    let key_arg = format!("--encryption-key-file={}", key.display());
+    let second = backup(&lab, &config, &["create", "-o", "json", &key_arg]);
+    assert_success("encrypted backup", &second);
+    let second: serde_json::Value = serde_json::from_str(stdout(&second).trim()).unwrap();
+    assert_eq!(second["encrypted"], true);
+    let sealed_dir = dir.with_file_name(second["name"].as_str().unwrap());
+    let names: Vec<String> = std::fs::read_dir(&sealed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"etcd.db.enc".to_owned()) && !names.contains(&"etcd.db".to_owned()),
+        "{names:?}"
+    );
+    let sealed = std::fs::read(sealed_dir.join("etcd.db.enc")).unwrap();
+    assert!(
+        !sealed.windows(11).any(|w| w == b"/kinit-test"),
+        "etcd's keys readable in an encrypted backup"
+    );
+    let refused = backup(&lab, &config, &["verify"]);
+    assert!(
+        text(&refused).contains("it is encrypted: give its key"),
+        "{}",
+        text(&refused)
+    );
+    assert_success(
+        "verify with the key",
+        &backup(&lab, &config, &["verify", &key_arg]),
+    );
     let pruned = backup(&lab, &config, &["prune", "--keep-last", "1"]);
     assert_success("kinit backup prune", &pruned);
     assert_eq!(stdout(&pruned).trim(), format!("removed {name}"));

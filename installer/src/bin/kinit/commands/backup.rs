@@ -23,12 +23,17 @@ pub struct Target {
     /// Where backups are kept [default: backups/ in the cluster's state directory].
     #[arg(long, value_name = "DIR", env = "KINIT_BACKUP_DIR")]
     dir: Option<PathBuf>,
+    /// Encrypt backups at rest with the key in FILE (`kinit backup keygen FILE` makes one);
+    /// needed again to verify and restore them.
+    #[arg(long, value_name = "FILE", env = "KINIT_BACKUP_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
 }
 
 struct Resolved {
     loaded: kinit::config::LoadedCluster,
     state: StateDir,
     dir: PathBuf,
+    key: Option<kinit::ops::sealed::Key>,
 }
 
 impl Target {
@@ -43,7 +48,18 @@ impl Target {
             .dir
             .clone()
             .unwrap_or_else(|| backup::default_dir(&state));
-        Ok(Resolved { loaded, state, dir })
+        let key = self
+            .encryption_key_file
+            .as_deref()
+            .map(kinit::ops::sealed::Key::read)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(Resolved {
+            loaded,
+            state,
+            dir,
+            key,
+        })
     }
 }
 
@@ -65,6 +81,8 @@ pub enum BackupCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+    /// Write a new random encryption key for backups to FILE (0600).
+    Keygen { file: PathBuf },
     /// List the backups, oldest first.
     List {
         #[command(flatten)]
@@ -203,7 +221,12 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
             bundle,
             output,
         } => {
-            let Resolved { loaded, state, dir } = target.resolve()?;
+            let Resolved {
+                loaded,
+                state,
+                dir,
+                key,
+            } = target.resolve()?;
             let run = kinit::engine::runner::RunOptions {
                 ssh: access.ssh_options()?,
                 sudo_password: access.sudo_password(&loaded.cluster)?,
@@ -213,6 +236,7 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
                 dir: dir.clone(),
                 keep_on_node,
                 bundle,
+                encryption: key,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let info = runtime.block_on(backup::create(&loaded.cluster, &state, &run, &options))?;
@@ -232,6 +256,23 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        BackupCommand::Keygen { file } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: {e} (kinit never overwrites a key)", file.display())
+                })?;
+            writeln!(out, "{}", kinit::ops::sealed::Key::generate().to_hex())?;
+            eprintln!(
+                "wrote a new backup key to {}: keep a copy apart from the backups, which cannot be restored without it",
+                file.display()
+            );
+        }
         BackupCommand::List { target, output } => {
             let Resolved { dir, .. } = target.resolve()?;
             let backups = backup::list(&dir)?;
@@ -248,8 +289,16 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
             name,
             bundle,
         } => {
-            let Resolved { loaded, dir, .. } = target.resolve()?;
-            let info = backup::verify(&loaded.cluster, &dir, name.as_deref(), bundle.as_deref())?;
+            let Resolved {
+                loaded, dir, key, ..
+            } = target.resolve()?;
+            let info = backup::verify(
+                &loaded.cluster,
+                &dir,
+                name.as_deref(),
+                bundle.as_deref(),
+                key.as_ref(),
+            )?;
             println!(
                 "backup {} is intact: sha256 {}, etcd hash {} at revision {}",
                 info.name, info.sha256, info.etcd_hash, info.revision
@@ -348,7 +397,12 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
             yes,
             run,
         } => {
-            let Resolved { loaded, state, dir } = target.resolve()?;
+            let Resolved {
+                loaded,
+                state,
+                dir,
+                key,
+            } = target.resolve()?;
             let cluster = &loaded.cluster;
             let info = backup::find(&dir, name.as_deref())?;
             if !yes
@@ -382,6 +436,7 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
                 options,
                 &dir,
                 Some(&info.name),
+                key.as_ref(),
                 progress.clone(),
             ))?;
             if !summarize(

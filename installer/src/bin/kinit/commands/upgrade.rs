@@ -44,6 +44,9 @@ pub enum UpgradeCommand {
         /// How long a drain may wait for evictions (PodDisruptionBudgets), in seconds.
         #[arg(long, default_value_t = 300)]
         drain_timeout: u64,
+        /// Encrypt the backup taken first with the key in FILE.
+        #[arg(long, value_name = "FILE", env = "KINIT_BACKUP_KEY_FILE")]
+        backup_key_file: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -102,6 +105,7 @@ pub fn run(command: UpgradeCommand) -> anyhow::Result<ExitCode> {
             config,
             state_dir,
             drain_timeout,
+            backup_key_file,
             run,
         } => {
             let loaded = config.load()?;
@@ -115,6 +119,11 @@ pub fn run(command: UpgradeCommand) -> anyhow::Result<ExitCode> {
                 bundle: run.bundle.clone(),
                 drain_timeout: Duration::from_secs(drain_timeout),
                 backup_dir: kinit::ops::backup::default_dir(&state),
+                backup_key: backup_key_file
+                    .as_deref()
+                    .map(kinit::ops::sealed::Key::read)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
             };
             let options = ClusterRun {
                 state: state.clone(),
