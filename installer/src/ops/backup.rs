@@ -19,9 +19,7 @@ use super::cluster::{self, ClusterError, ClusterRun};
 use super::{inventory, lock, sealed};
 use crate::config::Cluster;
 use crate::engine::events::EventSink;
-use crate::engine::playbook;
-use crate::engine::runner::{self, RunOptions, RunReport, Runner};
-use crate::engine::templates::Templates;
+use crate::engine::runner::{self, RunOptions, RunReport};
 use crate::engine::transport::Stdin;
 use crate::state::StateDir;
 
@@ -631,21 +629,10 @@ pub async fn restore(
     vars.insert("restore".into(), restore);
     vars.insert("pki".into(), json!(options.state.kubernetes()));
     let inventory = inventory::from_cluster(cluster, vars);
-    let (playbook_name, source) = options
-        .assets
-        .playbook("restore")
-        .map_err(ClusterError::Setup)?;
-    let playbook =
-        playbook::parse(&playbook_name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let templates =
-        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let runner_dry_run = options.run.dry_run;
-    let runner = Runner::new(inventory, templates, options.run, sink);
-    let report = runner
-        .run(&playbook)
-        .await
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
-    if report.success() && !runner_dry_run {
+    let dry_run = options.run.dry_run;
+    let report =
+        cluster::run_playbook(&options.assets, "restore", inventory, options.run, sink).await?;
+    if report.success() && !dry_run {
         let _ = std::fs::remove_file(&record);
     }
     drop(opened);
@@ -691,20 +678,15 @@ pub async fn schedule(
     let mut vars = BTreeMap::new();
     vars.insert("schedule".into(), vars_schedule);
     let inventory = inventory::from_cluster(cluster, vars);
-    let (name, source) = options
-        .assets
-        .playbook("backup-schedule")
-        .map_err(ClusterError::Setup)?;
-    let playbook =
-        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let templates =
-        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
     let dry_run = options.run.dry_run;
-    let runner = Runner::new(inventory, templates, options.run, sink);
-    let report = runner
-        .run(&playbook)
-        .await
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let report = cluster::run_playbook(
+        &options.assets,
+        "backup-schedule",
+        inventory,
+        options.run,
+        sink,
+    )
+    .await?;
     if report.success() && !dry_run {
         let record = options.state.root().join("schedule.json");
         match schedule {

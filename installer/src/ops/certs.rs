@@ -476,19 +476,9 @@ pub async fn renew_on_cluster(
         vars,
         &super::cluster::Installed::load(&options.state),
     );
-    let (name, source) = options
-        .assets
-        .playbook("certs-renew")
-        .map_err(ClusterError::Setup)?;
-    let playbook = crate::engine::playbook::parse(&name, &source)
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let templates = crate::engine::templates::Templates::load(&options.assets)
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let runner = crate::engine::runner::Runner::new(inventory, templates, options.run, sink);
-    let report = runner
-        .run(&playbook)
-        .await
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let report =
+        super::cluster::run_playbook(&options.assets, "certs-renew", inventory, options.run, sink)
+            .await?;
     Ok((outcomes, report))
 }
 

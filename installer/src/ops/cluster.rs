@@ -301,6 +301,25 @@ pub fn run_inventory(
     inventory
 }
 
+/// Runs the playbook `name` (kinit's, or the operator's from `--playbooks-dir`) on
+/// `inventory`.
+pub(crate) async fn run_playbook(
+    assets: &Assets,
+    name: &str,
+    inventory: Inventory,
+    run: RunOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, ClusterError> {
+    let (file, source) = assets.playbook(name).map_err(ClusterError::Setup)?;
+    let playbook =
+        playbook::parse(&file, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let templates = Templates::load(assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
+    Runner::new(inventory, templates, run, sink)
+        .run(&playbook)
+        .await
+        .map_err(|e| ClusterError::Setup(e.to_string()))
+}
+
 /// Checks every host about to be touched; an error lists every finding.
 pub async fn preflight(
     runner: &Runner,
@@ -466,22 +485,10 @@ pub(crate) async fn reset_unlocked(
         json!({"pod_cidr": cluster.networking.pod_cidr.to_string()}),
     );
     let inventory = inventory::from_cluster(cluster, vars);
-    let (name, source) = options
-        .assets
-        .playbook("reset")
-        .map_err(ClusterError::Setup)?;
-    let playbook =
-        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let templates =
-        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
     let mut run = options.run;
     run.limit = node.map(str::to_owned);
     let dry_run = run.dry_run;
-    let runner = Runner::new(inventory, templates, run, sink);
-    let report = runner
-        .run(&playbook)
-        .await
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let report = run_playbook(&options.assets, "reset", inventory, run, sink).await?;
     if report.success() && !dry_run {
         let mut installed = Installed::load(&options.state);
         match node {

@@ -11,9 +11,7 @@ use super::cluster::{self, ClusterError, ClusterRun};
 use super::{inventory, lock};
 use crate::config::{Cluster, Role};
 use crate::engine::events::EventSink;
-use crate::engine::playbook;
-use crate::engine::runner::{RunReport, Runner};
-use crate::engine::templates::Templates;
+use crate::engine::runner::RunReport;
 
 pub struct RemoveOptions {
     /// How long evictions may wait for PodDisruptionBudgets.
@@ -68,22 +66,11 @@ pub async fn remove(
             host.groups.push("remover".into());
         }
     }
-    let (name, source) = options
-        .assets
-        .playbook("node-remove")
-        .map_err(ClusterError::Setup)?;
-    let playbook =
-        playbook::parse(&name, &source).map_err(|e| ClusterError::Setup(e.to_string()))?;
-    let templates =
-        Templates::load(&options.assets).map_err(|e| ClusterError::Setup(e.to_string()))?;
     let mut run = options.run.clone();
     run.limit = Some(remover);
     run.journal = run.journal.map(|j| j.with_file_name("node-remove.json"));
-    let runner = Runner::new(inventory, templates, run, sink.clone());
-    let report = runner
-        .run(&playbook)
-        .await
-        .map_err(|e| ClusterError::Setup(e.to_string()))?;
+    let report =
+        cluster::run_playbook(&options.assets, "node-remove", inventory, run, sink.clone()).await?;
     if !report.success() || remove.skip_reset || options.run.dry_run {
         return Ok((report, None));
     }
