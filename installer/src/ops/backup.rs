@@ -146,17 +146,7 @@ fn archive_pki(state: &StateDir, dest: &Path) -> Result<String, BackupError> {
     let source = state.kubernetes();
     let partial = dest.with_extension("partial");
     {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&partial)
-            .map_err(|e| failed(partial.display(), e))?;
-        std::fs::set_permissions(
-            &partial,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .map_err(|e| failed(partial.display(), e))?;
+        let file = sealed::create_private(&partial).map_err(|e| failed(partial.display(), e))?;
         let mut tar = tar::Builder::new(file);
         tar.append_dir_all("kubernetes", &source)
             .map_err(|e| failed(source.display(), e))?;
@@ -267,17 +257,7 @@ pub(crate) async fn create_unlocked(
     std::fs::create_dir_all(&backup_dir).map_err(|e| failed(backup_dir.display(), e))?;
     let db = backup_dir.join("etcd.db");
     let partial = backup_dir.join("etcd.db.partial");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&partial)
-        .map_err(|e| failed(partial.display(), e))?;
-    std::fs::set_permissions(
-        &partial,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .map_err(|e| failed(partial.display(), e))?;
+    let file = sealed::create_private(&partial).map_err(|e| failed(partial.display(), e))?;
     let mut hashing = Hashing {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: Sha256::new(),

@@ -90,6 +90,20 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
     Ok(filled)
 }
 
+/// Creates (or empties) `path` readable by its owner only: backups hold keys and all of etcd.
+/// The mode is set again for a file that existed with another.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// Whether `path` is a sealed file.
 pub fn is_sealed(path: &Path) -> bool {
     let mut magic = [0u8; 10];
@@ -103,14 +117,7 @@ pub fn seal_file(key: &Key, src: &Path, dest: &Path) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let cipher = key.cipher();
     let mut input = BufReader::new(File::open(src).map_err(|e| io(src, e))?);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dest)
-        .map_err(|e| io(dest, e))?;
-    std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| io(dest, e))?;
+    let file = create_private(dest).map_err(|e| io(dest, e))?;
     let mut output = BufWriter::new(file);
     let mut prefix = [0u8; 7];
     rand::rng().fill_bytes(&mut prefix);
@@ -173,14 +180,7 @@ fn open_into(key: &Key, src: &Path, dest: &Path) -> Result<(), String> {
         return Err(format!("{}: not a sealed file", src.display()));
     }
     let prefix: [u8; 7] = header[10..].try_into().expect("7 bytes");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dest)
-        .map_err(|e| io(dest, e))?;
-    std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| io(dest, e))?;
+    let file = create_private(dest).map_err(|e| io(dest, e))?;
     let mut output = BufWriter::new(file);
     let mut current = vec![0u8; CHUNK + TAG];
     let mut next = vec![0u8; CHUNK + TAG];
