@@ -4,9 +4,9 @@ database filled to about 1 GiB, in the same run, alternating.
 
 etcdctl's time is the snapshot alone, written on the member's own disk (the command run over
 `kinit lab ssh`, whose few tens of milliseconds are included). kinit's time is the whole
-backup as an operator gets it: the snapshot, its copy streamed to the operator's machine and
-hashed on the way, the check against the member's sha256 and etcd's reading of the file
-(`snapshot status`), and the PKI archive.
+backup as an operator gets it: etcd's snapshot stream through an SSH tunnel into the
+operator's file, hashed on the way, the check of etcd's trailing sha256, etcd's reading of
+the file (`snapshot status`), and the PKI archive.
 
 usage: bench/backup/bench.py [--runs 3] [--gib 1.0] [--kinit target/release/kinit]
 Needs root (the lab). Target (issue 6): kinit <= 1.2 x etcdctl.

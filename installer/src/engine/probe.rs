@@ -118,7 +118,7 @@ fn unverified_config() -> Result<rustls::ClientConfig, String> {
     )
 }
 
-fn tls_config(files: &TlsFiles<'_>) -> Result<rustls::ClientConfig, String> {
+pub fn tls_config(files: &TlsFiles<'_>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = files
         .ca

@@ -1,5 +1,5 @@
-//! etcd backups: a snapshot taken on a healthy member, streamed to the operator's backup
-//! directory and checked there (sha256 against the member's, `etcdctl snapshot status`), with
+//! etcd backups: a snapshot streamed from a healthy member's gRPC API to the operator's backup
+//! directory and checked there (etcd's trailing sha256 on the way, `etcdctl snapshot status`), with
 //! the cluster's PKI and kubeconfigs beside it; listing, verification, retention, and restore
 //! on every member.
 //!
@@ -7,7 +7,6 @@
 //! directory's `kubernetes/`: what a restore needs besides etcd) and `backup.json`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,9 +15,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::cluster::{self, ClusterError, ClusterRun};
-use super::{inventory, lock, sealed};
+use super::{etcd_snapshot, inventory, lock, sealed};
 use crate::config::Cluster;
 use crate::engine::events::EventSink;
+use crate::engine::probe::TlsFiles;
 use crate::engine::runner::{self, RunOptions, RunReport};
 use crate::engine::transport::Stdin;
 use crate::state::StateDir;
@@ -89,25 +89,6 @@ pub fn default_dir(state: &StateDir) -> PathBuf {
     state.root().join("backups")
 }
 
-/// A writer that hashes what it writes.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// The local etcdctl, from the cluster's bundle: it reads snapshots on the operator's machine.
 fn local_etcdctl(cluster: &Cluster, bundle: Option<&Path>) -> Result<PathBuf, BackupError> {
     let (dir, _) = cluster::unpacked_bundle(bundle, cluster.kubernetes_version)?;
@@ -132,13 +113,9 @@ fn snapshot_status(etcdctl: &Path, file: &Path) -> Result<SnapshotStatus, String
 
 fn sha256_file(path: &Path) -> Result<(String, u64), BackupError> {
     let mut file = std::fs::File::open(path).map_err(|e| failed(path.display(), e))?;
-    let mut hashing = Hashing {
-        inner: std::io::sink(),
-        hash: Sha256::new(),
-        size: 0,
-    };
-    std::io::copy(&mut file, &mut hashing).map_err(|e| failed(path.display(), e))?;
-    Ok((hex::encode(hashing.hash.finalize()), hashing.size))
+    let mut hash = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hash).map_err(|e| failed(path.display(), e))?;
+    Ok((hex::encode(hash.finalize()), size))
 }
 
 /// The PKI and kubeconfigs of the state directory as a tar (0600: it holds the CA keys).
@@ -228,78 +205,69 @@ pub(crate) async fn create_unlocked(
         ))
     })?;
 
-    let remote = format!("{NODE_DIR}/{name}.db");
-    let saved = session
-        .exec(
-            &format!(
-                "mkdir -p {NODE_DIR} && chmod 700 {NODE_DIR} && {ETCDCTL} snapshot save {remote} >/dev/null && sha256sum {remote}"
-            ),
-            Stdin::none(),
-            true,
-        )
-        .await
-        .map_err(|e| failed(format!("host {member}, taking the snapshot"), e))?;
-    if !saved.success() {
-        return Err(failed(
-            format!("host {member}, `etcdctl snapshot save`"),
-            saved.stderr_tail(3),
-        ));
-    }
-    let remote_sha = saved
-        .stdout_text()
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-
-    // Streamed into a partial file, hashed on the way; renamed once checked.
+    // Streamed from etcd into a partial file, hashed and checked on the way; renamed once
+    // etcd itself has read it back.
     let backup_dir = options.dir.join(&name);
     std::fs::create_dir_all(&backup_dir).map_err(|e| failed(backup_dir.display(), e))?;
     let db = backup_dir.join("etcd.db");
     let partial = backup_dir.join("etcd.db.partial");
     let file = sealed::create_private(&partial).map_err(|e| failed(partial.display(), e))?;
-    let mut hashing = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-        size: 0,
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let pki = state.kubernetes().join("pki/etcd");
+    let (ca, client_cert, client_key) = (
+        pki.join("ca.crt"),
+        pki.join("healthcheck-client.crt"),
+        pki.join("healthcheck-client.key"),
+    );
+    let tls = TlsFiles {
+        ca: Some(&ca),
+        client_cert: Some(&client_cert),
+        client_key: Some(&client_key),
     };
-    let copied = session
-        .exec_to(&format!("cat {remote}"), true, &mut hashing)
-        .await
-        .map_err(|e| failed(format!("host {member}, copying the snapshot"), e))?;
-    if !copied.success() {
-        return Err(failed(
-            format!("host {member}, reading {remote}"),
-            copied.stderr_tail(2),
-        ));
-    }
-    let Hashing {
-        inner, hash, size, ..
-    } = hashing;
-    inner
-        .into_inner()
-        .map_err(|e| failed(partial.display(), e.error()))?
-        .sync_all()
-        .map_err(|e| failed(partial.display(), e))?;
-    let sha256 = hex::encode(hash.finalize());
-    if sha256 != remote_sha {
-        let _ = std::fs::remove_file(&partial);
-        return Err(failed(
-            format!("host {member}, copying the snapshot"),
-            format!("the copy's sha256 {sha256} differs from the node's {remote_sha}"),
-        ));
-    }
+    let streamed = etcd_snapshot::stream(session.transport().as_ref(), &tls, &mut writer).await;
+    let written = streamed.and_then(|snapshot| {
+        writer
+            .into_inner()
+            .map_err(|e| e.error().to_string())?
+            .sync_all()
+            .map_err(|e| e.to_string())?;
+        Ok(snapshot)
+    });
+    let snapshot = match written {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(failed(
+                format!("host {member}, streaming etcd's snapshot"),
+                e,
+            ));
+        }
+    };
     let status = snapshot_status(&etcdctl, &partial).map_err(|e| BackupError::Invalid {
         name: name.clone(),
         reason: e,
     })?;
     std::fs::rename(&partial, &db).map_err(|e| failed(db.display(), e))?;
     let node_copy = if options.keep_on_node {
+        let remote = format!("{NODE_DIR}/{name}.db");
+        let kept = session
+            .exec(
+                &format!(
+                    "mkdir -p {NODE_DIR} && chmod 700 {NODE_DIR} && umask 077 && cat > {remote}.partial && mv {remote}.partial {remote}"
+                ),
+                Stdin::file(db.clone()),
+                true,
+            )
+            .await
+            .map_err(|e| failed(format!("host {member}, keeping a copy"), e))?;
+        if !kept.success() {
+            return Err(failed(
+                format!("host {member}, writing {remote}"),
+                kept.stderr_tail(2),
+            ));
+        }
         Some(remote)
     } else {
-        let _ = session
-            .exec(&format!("rm -f {remote}"), Stdin::none(), true)
-            .await;
         None
     };
     let pki_sha256 = archive_pki(state, &backup_dir.join("pki.tar"))?;
@@ -322,8 +290,8 @@ pub(crate) async fn create_unlocked(
             .expect("formattable"),
         created_unix: now.unix_timestamp(),
         member,
-        size,
-        sha256,
+        size: snapshot.size,
+        sha256: snapshot.sha256,
         revision: status.revision,
         total_keys: status.total_key,
         etcd_hash: status.hash,

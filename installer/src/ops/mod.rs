@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod certs;
 pub mod cluster;
+pub mod etcd_snapshot;
 pub mod inventory;
 pub mod local;
 pub mod lock;

@@ -68,12 +68,24 @@ fn backups_and_node_removal_on_three_control_planes() {
     etcdctl(&lab, "node1", "put /kinit-test/one first");
     etcdctl(&lab, "node1", "put /kinit-test/two second");
 
-    let created = backup(&lab, &config, &["create", "-o", "json"]);
+    let created = backup(&lab, &config, &["create", "-o", "json", "--keep-on-node"]);
     assert_success("kinit backup create", &created);
     let info: serde_json::Value = serde_json::from_str(stdout(&created).trim()).unwrap();
     let name = info["name"].as_str().unwrap().to_owned();
     assert!(info["revision"].as_i64().unwrap() > 0, "{info}");
-    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+    let sha256 = info["sha256"].as_str().unwrap();
+    assert_eq!(sha256.len(), 64);
+    // The member's copy is the same file.
+    let node_copy = info["nodeCopy"].as_str().unwrap();
+    let on_node = lab.ssh(
+        info["member"].as_str().unwrap(),
+        &format!("sha256sum {node_copy}"),
+    );
+    assert!(
+        text(&on_node).starts_with(sha256),
+        "{node_copy} on the member: {}",
+        text(&on_node)
+    );
     let dir: PathBuf = config
         .parent()
         .unwrap()
@@ -298,7 +310,7 @@ fn backups_and_node_removal_on_three_control_planes() {
     );
     let after = stdout(&lab.ssh(
         "node1",
-        "systemctl is-active kinit-etcd-backup.timer; ls /var/lib/kinit/backups/*.db | wc -l",
+        "systemctl is-active kinit-etcd-backup.timer; ls /var/lib/kinit/backups/*-scheduled-*.db | wc -l",
     ));
     assert_eq!(
         after.trim(),
