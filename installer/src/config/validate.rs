@@ -178,7 +178,7 @@ pub fn validate(cluster: &Cluster) -> Vec<Diagnostic> {
         ));
     }
     let members = cluster.etcd_members().count();
-    if members > 0 && members % 2 == 0 {
+    if members > 0 && members.is_multiple_of(2) {
         found.push(warning(
             "hosts",
             format!(

@@ -409,17 +409,16 @@ fn task(
         )?,
         _ => {}
     }
-    if let Some(items @ Items::Variable(text)) = &raw.items {
-        if items
+    if let Some(items @ Items::Variable(text)) = &raw.items
+        && items
             .variable()
             .is_none_or(|v| v.is_empty() || v.contains(' '))
-        {
-            return Err(positions.error_at(
-                source,
-                &format!("{path}.loop"),
-                format!("loop {text:?} is neither a list nor \"{{{{ variable }}}}\" naming one"),
-            ));
-        }
+    {
+        return Err(positions.error_at(
+            source,
+            &format!("{path}.loop"),
+            format!("loop {text:?} is neither a list nor \"{{{{ variable }}}}\" naming one"),
+        ));
     }
     Ok(Task {
         name: raw.name,

@@ -353,13 +353,13 @@ impl Runner {
                 .map(|h| h.name.clone())
                 .collect()
         });
-        if let Some(limit) = &limit {
-            if limit.is_empty() {
-                return Err(RunError::Setup(format!(
-                    "--limit {} matches no host of the inventory",
-                    self.options.limit.clone().unwrap_or_default()
-                )));
-            }
+        if let Some(limit) = &limit
+            && limit.is_empty()
+        {
+            return Err(RunError::Setup(format!(
+                "--limit {} matches no host of the inventory",
+                self.options.limit.clone().unwrap_or_default()
+            )));
         }
         let all: Vec<String> = self
             .inventory
@@ -826,10 +826,10 @@ impl Runner {
                 None => None,
             };
             let context = self.context(host, play, facts, item.as_ref());
-            if let Some(condition) = &task.when {
-                if !self.templates.condition(condition, &context).ok()? {
-                    continue;
-                }
+            if let Some(condition) = &task.when
+                && !self.templates.condition(condition, &context).ok()?
+            {
+                continue;
             }
             let mut args = serde_json::to_value(&task.module).ok()?;
             self.templates.render_value(&mut args, &context).ok()?;
@@ -961,14 +961,13 @@ impl Runner {
                 None => None,
             };
             let context = self.context(host, play, facts, item.as_ref());
-            if let Some(condition) = &task.when {
-                if !self
+            if let Some(condition) = &task.when
+                && !self
                     .templates
                     .condition(condition, &context)
                     .map_err(|e| e.to_string())?
-                {
-                    continue;
-                }
+            {
+                continue;
             }
             ran = true;
             let mut args = serde_json::to_value(&task.module).map_err(|e| e.to_string())?;

@@ -374,13 +374,13 @@ pub fn renew(
     settings: &Settings,
     now: OffsetDateTime,
 ) -> Result<Vec<Outcome>, CertsError> {
-    if let Selection::Names(names) = selection {
-        if let Some(unknown) = names.iter().find(|n| !RENEWABLE.contains(&n.as_str())) {
-            return Err(CertsError::Invalid(format!(
-                "{unknown:?} is not a certificate name; use one of: {}, or all",
-                RENEWABLE.join(", ")
-            )));
-        }
+    if let Selection::Names(names) = selection
+        && let Some(unknown) = names.iter().find(|n| !RENEWABLE.contains(&n.as_str()))
+    {
+        return Err(CertsError::Invalid(format!(
+            "{unknown:?} is not a certificate name; use one of: {}, or all",
+            RENEWABLE.join(", ")
+        )));
     }
     let pki_dir = PkiDirectory::new(dir);
     let authorities = pki_dir.load_authorities()?;

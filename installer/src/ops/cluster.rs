@@ -460,12 +460,12 @@ pub async fn reset(
     node: Option<&str>,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, ClusterError> {
-    if let Some(node) = node {
-        if cluster.host(node).is_none() {
-            return Err(ClusterError::Setup(format!(
-                "--node {node}: no host of that name in the configuration"
-            )));
-        }
+    if let Some(node) = node
+        && cluster.host(node).is_none()
+    {
+        return Err(ClusterError::Setup(format!(
+            "--node {node}: no host of that name in the configuration"
+        )));
     }
     let _lock = super::lock::acquire(&options.state, "reset")
         .map_err(|e| ClusterError::Setup(e.to_string()))?;

@@ -156,14 +156,12 @@ async fn control_plane_session(
         }
     }
     // A single control plane drains itself.
-    if let Some(avoid) = avoid {
-        if let Some(host) = inventory.host(avoid) {
-            if let Ok((session, _, _)) =
-                runner::connect(host, &run.ssh, run.sudo_password.as_ref()).await
-            {
-                return Ok(session);
-            }
-        }
+    if let Some(avoid) = avoid
+        && let Some(host) = inventory.host(avoid)
+        && let Ok((session, _, _)) =
+            runner::connect(host, &run.ssh, run.sudo_password.as_ref()).await
+    {
+        return Ok(session);
     }
     Err(UpgradeError::Refused(format!(
         "no control plane answers: {}",

@@ -282,13 +282,12 @@ fn every_bad_configuration_is_reported_where_it_is() {
             ));
         }
         // Every message leads with file:line:column, as compilers print them.
-        if let Some((line, column)) = case.at {
-            if !first
+        if let Some((line, column)) = case.at
+            && !first
                 .to_string()
                 .starts_with(&format!("cluster.yaml:{line}:{column}: "))
-            {
-                failures.push(format!("{}: not led by its location: {first}", case.name));
-            }
+        {
+            failures.push(format!("{}: not led by its location: {first}", case.name));
         }
     }
     assert!(

@@ -373,28 +373,29 @@ async fn authenticate(
         .ok()
         .flatten()
         .flatten();
-    if options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await {
-            let identities = agent.request_identities().await.unwrap_or_default();
-            for identity in identities {
-                let russh::keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
-                    continue;
-                };
-                let result = handle
-                    .authenticate_publickey_with(user, key.clone(), rsa_hash, &mut agent)
-                    .await;
-                if matches!(result, Ok(r) if r.success()) {
-                    return Ok(());
-                }
-                tried.push(format!(
-                    "agent key {}",
-                    if comment.is_empty() {
-                        hostkeys::fingerprint(&key)
-                    } else {
-                        comment
-                    }
-                ));
+    if options.use_agent
+        && std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await
+    {
+        let identities = agent.request_identities().await.unwrap_or_default();
+        for identity in identities {
+            let russh::keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
+                continue;
+            };
+            let result = handle
+                .authenticate_publickey_with(user, key.clone(), rsa_hash, &mut agent)
+                .await;
+            if matches!(result, Ok(r) if r.success()) {
+                return Ok(());
             }
+            tried.push(format!(
+                "agent key {}",
+                if comment.is_empty() {
+                    hostkeys::fingerprint(&key)
+                } else {
+                    comment
+                }
+            ));
         }
     }
     let files = if identity_files.is_empty() {

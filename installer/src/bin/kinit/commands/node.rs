@@ -111,14 +111,14 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
             if !summarize(&progress, &removed, &again) {
                 return Ok(ExitCode::FAILURE);
             }
-            if let Some(reset) = &reset {
-                if !summarize(&progress, reset, &again) {
-                    eprintln!(
-                        "{name} is out of the cluster, but its host was not reset; `kinit reset -c {} --node {name}` does that once it is reachable",
-                        loaded.path.display()
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
+            if let Some(reset) = &reset
+                && !summarize(&progress, reset, &again)
+            {
+                eprintln!(
+                    "{name} is out of the cluster, but its host was not reset; `kinit reset -c {} --node {name}` does that once it is reachable",
+                    loaded.path.display()
+                );
+                return Ok(ExitCode::FAILURE);
             }
             eprintln!(
                 "\n{name} is out of the cluster. Remove it from {} and run `kinit init -c {}` so every node's API load balancer forgets it.",
