@@ -131,14 +131,6 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
-pub fn size(bytes: u64) -> String {
-    match bytes {
-        0..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
-        _ => format!("{:.2} GiB", bytes as f64 / 1_073_741_824.0),
-    }
-}
-
 /// What the overview shows; each part may have failed on its own.
 pub struct Overview {
     pub nodes: Result<Vec<NodeRow>, String>,
@@ -253,7 +245,7 @@ pub fn backups(
                         <tr>
                             <td>{b.name}</td>
                             <td>{when(b.created)}</td>
-                            <td>{size(b.size)}</td>
+                            <td>{kinit::ops::backup::human_size(b.size)}</td>
                             <td><code class="sha256">{b.sha256}</code></td>
                             <td>{b.revision}</td>
                         </tr>

@@ -609,7 +609,7 @@ async fn take_backup(config: PathBuf, log: Log) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     log.line(format!(
         "streamed {} from {}, etcd's checksum and `snapshot status` agree (revision {}, {} keys)",
-        pages::size(info.size),
+        kinit::ops::backup::human_size(info.size),
         info.member,
         info.revision,
         info.total_keys

@@ -84,6 +84,15 @@ struct SnapshotStatus {
     total_key: i64,
 }
 
+/// A size as people read it: KiB, MiB or GiB.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        0..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+        _ => format!("{:.2} GiB", bytes as f64 / 1_073_741_824.0),
+    }
+}
+
 /// Where backups go by default: `backups/` in the cluster's state directory.
 pub fn default_dir(state: &StateDir) -> PathBuf {
     state.root().join("backups")

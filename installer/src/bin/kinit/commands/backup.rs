@@ -187,7 +187,7 @@ fn print_backups(backups: &[BackupInfo]) {
             "{:<34} {:<21} {:>10} {:>9} {:<8} {}",
             b.name,
             b.created,
-            human_size(b.size),
+            backup::human_size(b.size),
             b.revision,
             b.member,
             &b.sha256[..16.min(b.sha256.len())]
@@ -201,14 +201,6 @@ fn describe(retention: Retention) -> String {
         (Some(n), None) => format!("the newest {n}"),
         (None, Some(d)) => format!("those younger than {d} days"),
         (Some(n), Some(d)) => format!("the newest {n} and those younger than {d} days"),
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        0..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
-        _ => format!("{:.2} GiB", bytes as f64 / 1_073_741_824.0),
     }
 }
 
@@ -247,7 +239,7 @@ pub fn run(command: BackupCommand) -> anyhow::Result<ExitCode> {
                         "backup {} taken from {}: {}, revision {}, {} keys, sha256 {}\n  in {}",
                         info.name,
                         info.member,
-                        human_size(info.size),
+                        backup::human_size(info.size),
                         info.revision,
                         info.total_keys,
                         info.sha256,
