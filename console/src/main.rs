@@ -4,10 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use axum::extract::ConnectInfo;
 use clap::Parser;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 
 use kinit_console::{Console, db::Db, router, tls};
 
@@ -37,6 +34,13 @@ struct Args {
     /// The server certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Seal the backups the console takes with the key in FILE (`kinit backup keygen FILE`),
+    /// and open them with it for restores.
+    #[arg(long, value_name = "FILE", env = "KINIT_BACKUP_KEY_FILE")]
+    backup_key_file: Option<PathBuf>,
+    /// How often the overview looks at the cluster's health, in seconds.
+    #[arg(long, default_value_t = 20)]
+    health_interval: u64,
 }
 
 #[tokio::main]
@@ -49,11 +53,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let loaded = kinit::config::load(&args.config)?;
-    let dir = args.dir.unwrap_or_else(|| {
-        kinit::state::StateDir::beside(&loaded.path, loaded.cluster.name())
-            .root()
-            .join("console")
-    });
+    let dir = args
+        .dir
+        .unwrap_or_else(|| loaded.state_dir().root().join("console"));
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let (cert, key) = tls::certificate(
         args.tls_cert.zip(args.tls_key),
@@ -62,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
     let db = Db::open(&dir.join("console.db"))?;
-    let app = router(Console::new(db, args.config.clone()));
+    let console = Console::with_backup_key(db, args.config.clone(), args.backup_key_file);
+    console.watch_health(std::time::Duration::from_secs(args.health_interval.max(1)));
+    let app = router(console);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -71,26 +75,6 @@ async fn main() -> anyhow::Result<()> {
         args.listen,
         cert.display()
     );
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("accepting a connection: {e}");
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
-        tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
-                .await;
-            if let Err(e) = served {
-                tracing::debug!("connection from {peer}: {e}");
-            }
-        });
-    }
+    kinit_console::server::serve(listener, acceptor, app).await;
+    Ok(())
 }

@@ -162,3 +162,63 @@ impl Operations {
             .map(broadcast::Sender::subscribe)
     }
 }
+
+/// The engine's progress events as lines of an operation's log: each play, each task's result
+/// on each host, each host's summary. What the command line draws as progress bars.
+pub struct LogSink(pub Log);
+
+impl kinit::engine::events::EventSink for LogSink {
+    fn emit(&self, event: &kinit::engine::events::Event) {
+        use kinit::engine::events::{EventKind, Status};
+        let line = match &event.kind {
+            EventKind::RunStart {
+                playbook, hosts, ..
+            } => {
+                format!("playbook {playbook} on {}", hosts.join(", "))
+            }
+            EventKind::PlayStart { play, hosts } => format!("play {play} ({})", hosts.join(", ")),
+            EventKind::TaskStart { .. } => return,
+            EventKind::TaskResult {
+                host,
+                task,
+                status,
+                duration_ms,
+                message,
+                ..
+            } => {
+                let status = match status {
+                    Status::Ok => "ok",
+                    Status::Changed => "changed",
+                    Status::Failed => "FAILED",
+                    Status::Skipped => return,
+                };
+                match message {
+                    Some(message) if status == "FAILED" => {
+                        format!("{host}: {task}: {status} ({duration_ms} ms): {message}")
+                    }
+                    _ => format!("{host}: {task}: {status} ({duration_ms} ms)"),
+                }
+            }
+            EventKind::HostSummary {
+                host,
+                ok,
+                changed,
+                failed,
+                error,
+                ..
+            } => match error {
+                Some(error) => format!("{host}: stopped: {error}"),
+                None => format!("{host}: done, {ok} ok, {changed} changed, {failed} failed"),
+            },
+            EventKind::RunEnd {
+                duration_ms,
+                success,
+            } => format!(
+                "run {} after {:.1} s",
+                if *success { "succeeded" } else { "failed" },
+                *duration_ms as f64 / 1000.0
+            ),
+        };
+        self.0.line(line);
+    }
+}

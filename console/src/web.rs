@@ -18,6 +18,8 @@ use futures::Stream;
 use serde::Deserialize;
 
 use crate::auth::{self, PRE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::cluster::{Configuration, Health};
+use crate::day2;
 use crate::db::{Db, Role, Session};
 use crate::operations::{Clock, Log, Operations, StartError};
 use crate::pages::{self, Chrome};
@@ -27,30 +29,50 @@ pub struct Console {
     pub db: Arc<Db>,
     pub clock: Clock,
     pub operations: Arc<Operations>,
-    /// The cluster configuration the console works on; read on each use, so that a broken
-    /// file is shown as an error instead of stopping the console.
-    pub config: PathBuf,
+    /// The cluster configuration the console works on; a broken file is shown as an error
+    /// instead of stopping the console.
+    pub configuration: Arc<Configuration>,
+    pub health: Arc<Health>,
+    /// Seals the backups the console takes, and opens them for a restore.
+    pub backup_key_file: Option<PathBuf>,
 }
 
 impl Console {
     pub fn new(db: Db, config: PathBuf) -> Arc<Console> {
+        Console::with_backup_key(db, config, None)
+    }
+
+    pub fn with_backup_key(
+        db: Db,
+        config: PathBuf,
+        backup_key_file: Option<PathBuf>,
+    ) -> Arc<Console> {
         let db = Arc::new(db);
         let clock = Clock::default();
         Arc::new(Console {
             operations: Operations::new(db.clone(), clock.clone()),
             db,
             clock,
-            config,
+            configuration: Arc::new(Configuration::new(config)),
+            health: Health::new(),
+            backup_key_file,
         })
     }
 
-    fn cluster_name(&self) -> String {
-        kinit::config::load(&self.config)
+    /// Keeps the overview's health current: looks at the cluster now and every `every`.
+    pub fn watch_health(&self, every: std::time::Duration) {
+        self.health
+            .watch(self.configuration.clone(), self.clock.clone(), every);
+    }
+
+    pub(crate) fn cluster_name(&self) -> String {
+        self.configuration
+            .load()
             .map(|loaded| loaded.cluster.name().to_owned())
             .unwrap_or_else(|_| "(configuration unreadable)".into())
     }
 
-    fn audit(&self, user: &str, action: &str, target: &str, result: &str) {
+    pub(crate) fn audit(&self, user: &str, action: &str, target: &str, result: &str) {
         if let Err(e) = self
             .db
             .audit(self.clock.now(), user, action, target, result)
@@ -60,17 +82,34 @@ impl Console {
     }
 }
 
-type Shared = Arc<Console>;
+pub(crate) type Shared = Arc<Console>;
 
 pub fn router(console: Shared) -> Router {
     let protected = Router::new()
         .route("/", get(overview))
+        .route("/nodes", get(day2::nodes_page).post(day2::node_add))
+        .route("/nodes/join-command", post(day2::join_command))
+        .route(
+            "/nodes/{name}/remove",
+            get(day2::node_remove_page).post(day2::node_remove),
+        )
         .route("/backups", get(backups_page).post(backup_create))
+        .route("/backups/schedule", post(day2::backup_schedule))
+        .route("/backups/{name}/download", get(day2::backup_download))
+        .route(
+            "/backups/{name}/restore",
+            get(day2::backup_restore_page).post(day2::backup_restore),
+        )
+        .route(
+            "/upgrades",
+            get(day2::upgrades_page).post(day2::upgrade_apply),
+        )
         .route("/operations", get(operations_page))
         .route("/operations/{id}", get(operation_page))
         .route("/operations/{id}/events", get(operation_events))
         .route("/audit", get(audit_page))
         .route("/users", get(users_page).post(user_add))
+        .route("/users/{name}/role", post(user_role))
         .route("/logout", post(logout))
         .layer(middleware::from_fn_with_state(
             console.clone(),
@@ -78,8 +117,7 @@ pub fn router(console: Shared) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/assets/console.css", get(stylesheet))
-        .route("/assets/operation.js", get(operation_script))
+        .merge(crate::assets::routes())
         .route("/login", get(login_page).post(login))
         .route("/setup", get(setup_page).post(setup))
         .merge(protected)
@@ -233,7 +271,12 @@ async fn require_session(State(console): State<Shared>, request: Request, next: 
 }
 
 /// The role's check, audited when it refuses.
-fn require(console: &Console, session: &Session, role: Role, action: &str) -> Option<Response> {
+pub(crate) fn require(
+    console: &Console,
+    session: &Session,
+    role: Role,
+    action: &str,
+) -> Option<Response> {
     if session.user.role >= role {
         return None;
     }
@@ -250,7 +293,7 @@ fn require(console: &Console, session: &Session, role: Role, action: &str) -> Op
     )))
 }
 
-fn page(
+pub(crate) fn page(
     console: &Console,
     title: &str,
     session: Option<&Session>,
@@ -267,26 +310,6 @@ fn page(
         },
         main,
     ))
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../assets/console.css"),
-    )
-}
-
-async fn operation_script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../assets/operation.js"),
-    )
 }
 
 /// The login and setup forms' CSRF token: a cookie the form must echo (double submit), as
@@ -487,13 +510,8 @@ async fn overview(
     Extension(session): Extension<Session>,
 ) -> Html<String> {
     let now = console.clock.now();
-    let loaded = kinit::config::load(&console.config).map_err(|e| {
-        format!(
-            "The cluster configuration {} cannot be used: {e}",
-            console.config.display()
-        )
-    });
-    let nodes = loaded.as_ref().map_err(Clone::clone).map(|loaded| {
+    let loaded = console.configuration.load();
+    let hosts = loaded.as_ref().map_err(Clone::clone).map(|loaded| {
         loaded
             .cluster
             .hosts
@@ -507,17 +525,46 @@ async fn overview(
                     .map(role_name)
                     .collect::<Vec<_>>()
                     .join(", "),
+                observed: None,
+            })
+            .collect::<Vec<_>>()
+    });
+    let observation = console.health.latest();
+    let health = observation.as_ref().map(|o| match &o.status {
+        Ok(status) => pages::Health {
+            at: o.at,
+            api_error: status.api_error.clone(),
+            error: None,
+            etcd: status.etcd.clone(),
+            version: status.kubernetes_version.clone(),
+        },
+        Err(e) => pages::Health {
+            at: o.at,
+            api_error: None,
+            error: Some(e.clone()),
+            etcd: Vec::new(),
+            version: String::new(),
+        },
+    });
+    let nodes = hosts.map(|hosts| {
+        hosts
+            .into_iter()
+            .map(|mut row| {
+                row.observed = observation
+                    .as_ref()
+                    .and_then(|o| o.status.as_ref().ok())
+                    .and_then(|s| s.nodes.iter().find(|n| n.name == row.name))
+                    .cloned();
+                row
             })
             .collect()
     });
-    let state = loaded
-        .as_ref()
-        .map(|loaded| kinit::state::StateDir::beside(&loaded.path, loaded.cluster.name()));
+    let state = loaded.as_ref().map(|loaded| loaded.state_dir());
     let last_backup = match &state {
         Ok(state) => kinit::ops::backup::list(&kinit::ops::backup::default_dir(state))
             .map(|list| list.last().map(|b| (b.name.clone(), b.created_unix)))
             .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err((*e).clone()),
     };
     let certificates = match &state {
         Ok(state) => kinit::ops::certs::check_expiration(&state.kubernetes())
@@ -535,7 +582,7 @@ async fn overview(
                     .collect()
             })
             .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err((*e).clone()),
     };
     let running = console
         .operations
@@ -548,6 +595,7 @@ async fn overview(
         "/",
         pages::overview(pages::Overview {
             nodes,
+            health,
             last_backup,
             certificates,
             running,
@@ -557,8 +605,7 @@ async fn overview(
 }
 
 fn backup_rows(console: &Console) -> Result<Vec<pages::BackupRow>, String> {
-    let loaded = kinit::config::load(&console.config).map_err(|e| e.to_string())?;
-    let state = kinit::state::StateDir::beside(&loaded.path, loaded.cluster.name());
+    let state = console.configuration.load()?.state_dir();
     let list = kinit::ops::backup::list(&kinit::ops::backup::default_dir(&state))
         .map_err(|e| e.to_string())?;
     Ok(list
@@ -576,32 +623,63 @@ fn backup_rows(console: &Console) -> Result<Vec<pages::BackupRow>, String> {
 async fn backups_page(
     State(console): State<Shared>,
     Extension(session): Extension<Session>,
-) -> Html<String> {
-    let rows = backup_rows(&console);
-    let can_create = session.user.role >= Role::Operator;
-    page(
-        &console,
+) -> Response {
+    backups_response(&console, &session, StatusCode::OK, None)
+}
+
+pub(crate) fn backups_response(
+    console: &Console,
+    session: &Session,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let schedule = console
+        .configuration
+        .load()
+        .ok()
+        .and_then(|loaded| kinit::ops::backup::current_schedule(&loaded.state_dir()));
+    let body = page(
+        console,
         "Backups",
-        Some(&session),
+        Some(session),
         "/backups",
-        pages::backups(rows, &session.csrf, can_create, None),
-    )
+        pages::backups(pages::Backups {
+            list: backup_rows(console),
+            schedule,
+            session,
+            error,
+        }),
+    );
+    (status, body).into_response()
 }
 
 /// `kinit backup create`, as the CLI runs it, with its progress in the operation's log.
-async fn take_backup(config: PathBuf, log: Log) -> Result<String, String> {
+async fn take_backup(
+    configuration: Arc<Configuration>,
+    key_file: Option<PathBuf>,
+    log: Log,
+) -> Result<String, String> {
     use kinit::ops::backup;
-    let loaded = kinit::config::load(&config).map_err(|e| e.to_string())?;
-    let state = kinit::state::StateDir::beside(&loaded.path, loaded.cluster.name());
+    let loaded = configuration.load()?;
+    let state = loaded.state_dir();
+    let encryption = key_file
+        .as_deref()
+        .map(kinit::ops::sealed::Key::read)
+        .transpose()?;
     log.line(format!(
-        "taking a snapshot of etcd in cluster {} from its first healthy member",
-        loaded.cluster.name()
+        "taking a snapshot of etcd in cluster {} from its first healthy member{}",
+        loaded.cluster.name(),
+        if encryption.is_some() {
+            ", sealed with the backup key"
+        } else {
+            ""
+        }
     ));
     let options = backup::CreateOptions {
         dir: backup::default_dir(&state),
         keep_on_node: false,
         bundle: None,
-        encryption: None,
+        encryption,
     };
     let run = kinit::engine::runner::RunOptions::default();
     let info = backup::create(&loaded.cluster, &state, &run, &options)
@@ -628,17 +706,41 @@ async fn backup_create(
         return refused;
     }
     let cluster = console.cluster_name();
-    let config = console.config.clone();
+    let configuration = console.configuration.clone();
+    let key_file = console.backup_key_file.clone();
+    start_operation(
+        &console,
+        &session,
+        "backup create",
+        &cluster,
+        "/backups",
+        move |log| take_backup(configuration, key_file, log),
+    )
+}
+
+/// Starts `work` as the console's operation and sends the browser to its live log; when
+/// another operation runs, says so (409) and changes nothing. Audited either way.
+pub(crate) fn start_operation<F, Fut>(
+    console: &Shared,
+    session: &Session,
+    action: &str,
+    target: &str,
+    back: &'static str,
+    work: F,
+) -> Response
+where
+    F: FnOnce(Log) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<String, String>> + Send + 'static,
+{
     match console
         .operations
-        .start("backup create", &cluster, &session.user.name, move |log| {
-            take_backup(config, log)
-        }) {
+        .start(action, target, &session.user.name, work)
+    {
         Ok(id) => {
             console.audit(
                 &session.user.name,
-                "backup create",
-                &cluster,
+                action,
+                target,
                 &format!("started operation {id}"),
             );
             Redirect::to(&format!("/operations/{id}")).into_response()
@@ -646,24 +748,11 @@ async fn backup_create(
         Err(StartError::Busy(id)) => {
             console.audit(
                 &session.user.name,
-                "backup create",
-                &cluster,
+                action,
+                target,
                 &format!("refused: operation {id} is running"),
             );
-            let body = page(
-                &console,
-                "Backups",
-                Some(&session),
-                "/backups",
-                pages::backups(
-                    backup_rows(&console),
-                    &session.csrf,
-                    true,
-                    Some(format!(
-                        "Operation {id} is running; one operation at a time. Its log: /operations/{id}"
-                    )),
-                ),
-            );
+            let body = page(console, "Busy", Some(session), back, pages::busy(id));
             (StatusCode::CONFLICT, body).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -703,6 +792,13 @@ async fn operation_page(
         return (StatusCode::NOT_FOUND, body).into_response();
     };
     let lines = console.db.lines_after(id, 0).unwrap_or_default();
+    let lines = lines
+        .into_iter()
+        .map(|l| kinit_console_ui::LogLine {
+            seq: l.seq,
+            text: l.line,
+        })
+        .collect();
     page(
         &console,
         "Operation",
@@ -893,6 +989,72 @@ async fn user_add(
                 Some(&session),
                 "/users",
                 pages::users(users, &session.csrf, Some(problem)),
+            );
+            (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: String,
+}
+
+async fn user_role(
+    State(console): State<Shared>,
+    Extension(session): Extension<Session>,
+    UrlPath(name): UrlPath<String>,
+    Form(form): Form<RoleChange>,
+) -> Response {
+    if let Some(refused) = require(&console, &session, Role::Admin, "user role") {
+        return refused;
+    }
+    let users = console.db.users().unwrap_or_default();
+    let admins = users.iter().filter(|u| u.role == Role::Admin).count();
+    let result = match Role::parse(&form.role) {
+        None => Err(format!(
+            "unknown role {:?}: viewer, operator or admin",
+            form.role
+        )),
+        Some(role) => match users.iter().find(|u| u.name == name) {
+            None => Err(format!("no user named {name}")),
+            Some(user) if user.role == Role::Admin && role != Role::Admin && admins == 1 => Err(
+                format!("{name} is the only admin; make another user admin first"),
+            ),
+            Some(_) => console
+                .db
+                .set_role(&name, role)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        },
+    };
+    match result {
+        Ok(()) => {
+            console.audit(
+                &session.user.name,
+                "user role",
+                &name,
+                &format!("ok: {}", form.role),
+            );
+            Redirect::to("/users").into_response()
+        }
+        Err(problem) => {
+            console.audit(
+                &session.user.name,
+                "user role",
+                &name,
+                &format!("refused: {problem}"),
+            );
+            let body = page(
+                &console,
+                "Users",
+                Some(&session),
+                "/users",
+                pages::users(
+                    console.db.users().unwrap_or_default(),
+                    &session.csrf,
+                    Some(problem),
+                ),
             );
             (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
         }

@@ -10,6 +10,7 @@
 //!   - { name: cp1, address: 10.0.0.11, roles: [control-plane] }
 //! ```
 
+mod edit;
 mod types;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use edit::{add_host, with_host};
 pub use types::{
     Address, Cidr, DnsDomain, Endpoint, JumpHost, KubernetesVersion, NodeName, is_dns1123_subdomain,
 };
@@ -300,6 +302,14 @@ pub struct LoadedCluster {
     pub cluster: Cluster,
     pub path: PathBuf,
     pub warnings: Vec<LocatedError>,
+}
+
+impl LoadedCluster {
+    /// Where kinit keeps this cluster's PKI, journals and backups unless told otherwise:
+    /// `.kinit/<cluster>/` beside the configuration file.
+    pub fn state_dir(&self) -> crate::state::StateDir {
+        crate::state::StateDir::beside(&self.path, self.cluster.name())
+    }
 }
 
 /// Why a configuration could not be used: every problem found, each located.

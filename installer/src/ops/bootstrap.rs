@@ -60,6 +60,49 @@ fn token_secret(token: &BootstrapToken, expires: &str, description: &str) -> Val
     })
 }
 
+/// A new bootstrap token and the `kinit join` command that uses it: the API endpoint, the
+/// token and the pin of the cluster CA read from the control plane `session` is on. The
+/// command carries a secret: show it to the operator, never log it.
+pub async fn join_command(
+    session: &Session,
+    endpoint: &str,
+    ttl: Duration,
+    description: &str,
+) -> Result<String, BootstrapError> {
+    let token = create_token(session, ttl, description).await?;
+    let ca = session
+        .exec("cat /etc/kubernetes/pki/ca.crt", Stdin::none(), true)
+        .await
+        .map_err(|e| BootstrapError::Cluster(format!("reading the cluster CA: {e}")))?;
+    let ca = CertificateInfo::from_pem(&ca.stdout_text())
+        .map_err(|e| BootstrapError::Cluster(format!("the cluster CA: {e}")))?;
+    Ok(format!(
+        "kinit join {endpoint} --token {} --discovery-token-ca-cert-hash {}",
+        token.expose(),
+        kinit_pki::pin::ca_pin(&ca)
+    ))
+}
+
+/// [`join_command`] on the cluster's first control plane that answers over SSH.
+pub async fn cluster_join_command(
+    cluster: &crate::config::Cluster,
+    run: &crate::engine::runner::RunOptions,
+    ttl: Duration,
+    description: &str,
+) -> Result<String, BootstrapError> {
+    let session = super::upgrade::control_plane_session(cluster, run, None)
+        .await
+        .map_err(|e| BootstrapError::Cluster(e.to_string()))?;
+    let endpoint = crate::topology::external_api_url(cluster);
+    join_command(
+        &session,
+        endpoint.trim_start_matches("https://"),
+        ttl,
+        description,
+    )
+    .await
+}
+
 /// Creates a bootstrap token valid for `ttl`, through kubectl on a control plane.
 pub async fn create_token(
     session: &Session,

@@ -136,7 +136,8 @@ pub fn node_order(cluster: &Cluster) -> Vec<String> {
 }
 
 /// A session on the first control plane that answers, for kubectl.
-async fn control_plane_session(
+/// A session on the first control plane that answers, other than `avoid` when others do.
+pub(crate) async fn control_plane_session(
     cluster: &Cluster,
     run: &RunOptions,
     avoid: Option<&str>,
@@ -237,6 +238,14 @@ struct Progress {
 
 fn progress_path(state: &StateDir) -> PathBuf {
     state.root().join("upgrade.json")
+}
+
+/// The target of an upgrade that stopped before every node was done (`apply --resume`
+/// continues it), and the nodes it finished.
+pub fn unfinished(state: &StateDir) -> Option<(KubernetesVersion, Vec<String>)> {
+    let progress: Progress =
+        serde_json::from_slice(&std::fs::read(progress_path(state)).ok()?).ok()?;
+    Some((progress.target?, progress.done))
 }
 
 fn save_progress(state: &StateDir, progress: &Progress) -> Result<(), UpgradeError> {

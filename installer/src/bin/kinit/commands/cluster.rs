@@ -704,20 +704,14 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
             upload_certs,
         } => {
             let (session, endpoint) = runtime.block_on(control_plane(&target))?;
-            let token = runtime.block_on(bootstrap::create_token(&session, ttl, &description))?;
             if print_join_command {
-                let ca = runtime.block_on(session.exec(
-                    "cat /etc/kubernetes/pki/ca.crt",
-                    kinit::engine::transport::Stdin::none(),
-                    true,
-                ))?;
-                let ca = kinit_pki::CertificateInfo::from_pem(&ca.stdout_text())?;
                 let endpoint = endpoint.unwrap_or_else(|| "<this machine's address>:6443".into());
-                let command = format!(
-                    "kinit join {endpoint} --token {} --discovery-token-ca-cert-hash {}",
-                    token.expose(),
-                    kinit_pki::pin::ca_pin(&ca)
-                );
+                let command = runtime.block_on(bootstrap::join_command(
+                    &session,
+                    &endpoint,
+                    ttl,
+                    &description,
+                ))?;
                 if upload_certs {
                     let key = runtime.block_on(local::share_certificates(&session))?;
                     println!("{command} --control-plane --certificate-key {key}");
@@ -725,6 +719,8 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                     println!("{command}");
                 }
             } else {
+                let token =
+                    runtime.block_on(bootstrap::create_token(&session, ttl, &description))?;
                 println!("{}", token.expose());
             }
         }

@@ -184,7 +184,7 @@ impl AccessArgs {
 
 /// The default state directory of a loaded configuration.
 pub fn state_dir(loaded: &LoadedCluster) -> StateDir {
-    StateDir::beside(&loaded.path, loaded.cluster.name())
+    loaded.state_dir()
 }
 
 /// The error and its causes on one line; configuration errors keep one line per problem.
