@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
@@ -175,7 +175,7 @@ fn set_cookie(name: &str, value: &str, max_age: i64) -> (header::HeaderName, Str
 
 /// A request sent by another site's page: browsers say so in `Sec-Fetch-Site`, or with an
 /// `Origin` whose host is not ours.
-fn cross_site(headers: &HeaderMap) -> bool {
+fn cross_site(headers: &HeaderMap, uri: &Uri) -> bool {
     let fetch_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -183,7 +183,11 @@ fn cross_site(headers: &HeaderMap) -> bool {
     if !matches!(fetch_site, "same-origin" | "none") {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // HTTP/2 has no Host header: the authority comes in the request's URI.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => false,
         Some(origin) => {
@@ -233,7 +237,7 @@ async fn require_session(State(console): State<Shared>, request: Request, next: 
     );
     if mutation {
         let action = format!("{} {}", request.method(), request.uri().path());
-        if cross_site(request.headers()) {
+        if cross_site(request.headers(), request.uri()) {
             console.audit(
                 &session.user.name,
                 &action,
@@ -325,8 +329,8 @@ fn pre_session(headers: &HeaderMap) -> (String, Option<(header::HeaderName, Stri
     }
 }
 
-fn pre_session_ok(headers: &HeaderMap, presented: &str) -> bool {
-    !cross_site(headers)
+fn pre_session_ok(headers: &HeaderMap, uri: &Uri, presented: &str) -> bool {
+    !cross_site(headers, uri)
         && cookie(headers, PRE_SESSION_COOKIE).is_some_and(|t| auth::same_token(presented, &t))
 }
 
@@ -368,12 +372,13 @@ struct Credentials {
 async fn setup(
     State(console): State<Shared>,
     headers: HeaderMap,
+    uri: Uri,
     Form(form): Form<Credentials>,
 ) -> Response {
     if console.db.user_count().unwrap_or(1) > 0 {
         return forbidden("the console is set up already; sign in");
     }
-    if !pre_session_ok(&headers, &form.csrf) {
+    if !pre_session_ok(&headers, &uri, &form.csrf) {
         return forbidden("refused: the form is stale or forged; reload the page");
     }
     let name = form.name.trim();
@@ -421,9 +426,10 @@ async fn login(
     State(console): State<Shared>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    uri: Uri,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if !pre_session_ok(&headers, &form.csrf) {
+    if !pre_session_ok(&headers, &uri, &form.csrf) {
         return forbidden("refused: the form is stale or forged; reload the page");
     }
     let now = console.clock.now();

@@ -540,3 +540,203 @@ async fn failed_logins_are_limited_and_audited() {
         "no secret in the audit log"
     );
 }
+
+/// A browser speaking HTTP/2 sends no Host header: the origin check uses the URI's authority.
+#[tokio::test]
+async fn http2_requests_are_checked_against_the_uri_authority() {
+    let h = harness();
+    let admin = h.setup().await;
+    let form = |role: &str| {
+        serde_urlencoded::to_string([
+            ("csrf", admin.1.as_str()),
+            ("name", "h2"),
+            ("password", "long enough password"),
+            ("role", role),
+        ])
+        .unwrap()
+    };
+    let request = |origin: &str, role: &str| {
+        Request::post("https://console.test:8443/users")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("__Host-kinit-session={}", admin.0))
+            .header(header::ORIGIN, origin)
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(form(role)))
+            .unwrap()
+    };
+    let foreign = h.send(request("https://evil.example", "admin")).await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let same = h.send(request("https://console.test:8443", "viewer")).await;
+    assert_eq!(same.status(), StatusCode::SEE_OTHER);
+    assert_eq!(h.console.db.user_count().unwrap(), 2);
+}
+
+const CLUSTER: &str = "\
+apiVersion: kinit.io/v1alpha1
+kind: Cluster
+metadata:
+  name: routed
+kubernetesVersion: v1.20.2
+ssh:
+  user: root
+  port: 1
+hosts:
+  - name: cp1
+    address: 127.0.0.1
+    roles: [control-plane]
+";
+
+/// Day-2 actions: a role is the server's check, not the page's; what cannot be undone needs
+/// its confirmation word; a node added from the browser lands in the configuration file and
+/// its join runs as an operation (here it fails: nothing listens on the hosts' SSH port).
+#[tokio::test]
+async fn day2_actions_need_their_role_and_their_confirmation() {
+    let h = harness();
+    let config = h._dir.path().join("cluster.yaml");
+    std::fs::write(&config, CLUSTER).unwrap();
+    let admin = h.setup().await;
+    h.add_user(&admin, "vic", "viewer").await;
+    let viewer = h.session("vic", "long enough password").await;
+    let as_admin = format!("__Host-kinit-session={}", admin.0);
+    let as_viewer = format!("__Host-kinit-session={}", viewer.0);
+
+    // Roles: a viewer cannot change them; the only admin cannot stop being one.
+    let refused = h
+        .post(
+            "/users/vic/role",
+            &as_viewer,
+            &[("csrf", &viewer.1), ("role", "admin")],
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let last_admin = h
+        .post(
+            "/users/admin/role",
+            &as_admin,
+            &[("csrf", &admin.1), ("role", "viewer")],
+            &[],
+        )
+        .await;
+    assert_eq!(last_admin.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body(last_admin).await.contains("only admin"));
+    let promoted = h
+        .post(
+            "/users/vic/role",
+            &as_admin,
+            &[("csrf", &admin.1), ("role", "operator")],
+            &[],
+        )
+        .await;
+    assert_eq!(promoted.status(), StatusCode::SEE_OTHER);
+    let page = body(h.get("/nodes", Some(&viewer.0)).await).await;
+    assert!(page.contains("Add and join"), "vic is an operator now");
+
+    // Confirmations: the wrong word changes nothing.
+    let page = body(h.get("/nodes/cp1/remove", Some(&admin.0)).await).await;
+    assert!(page.contains("Type cp1 to confirm"), "{page}");
+    assert!(
+        page.contains("leptos-island"),
+        "the confirmation is an island"
+    );
+    let unconfirmed = h
+        .post(
+            "/nodes/cp1/remove",
+            &as_admin,
+            &[("csrf", &admin.1), ("confirm", "cp")],
+            &[],
+        )
+        .await;
+    assert_eq!(unconfirmed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let restore = h
+        .post(
+            "/backups/some-backup/restore",
+            &as_admin,
+            &[("csrf", &admin.1), ("confirm", "wrong")],
+            &[],
+        )
+        .await;
+    assert_eq!(restore.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body(restore).await.contains("routed"),
+        "names the word to type"
+    );
+    assert!(
+        h.console.db.operations(10).unwrap().is_empty(),
+        "nothing started"
+    );
+
+    // A bad schedule is refused with the reason; a bad address leaves the file alone.
+    let schedule = h
+        .post(
+            "/backups/schedule",
+            &as_admin,
+            &[
+                ("csrf", &admin.1),
+                ("cron", "every day"),
+                ("keep_last", "3"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(schedule.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = h
+        .post(
+            "/nodes",
+            &as_admin,
+            &[
+                ("csrf", &admin.1),
+                ("name", "w9"),
+                ("address", "no address"),
+                ("role", "worker"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body(bad).await.contains("cluster.yaml:"), "located");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), CLUSTER);
+
+    // Adding a node: into the file, then its join runs and fails, saying which host.
+    let added = h
+        .post(
+            "/nodes",
+            &as_admin,
+            &[
+                ("csrf", &admin.1),
+                ("name", "w9"),
+                ("address", "127.0.0.9"),
+                ("role", "worker"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("name: \"w9\"")
+    );
+    let path = location(&added).to_owned();
+    let events = body(h.get(&format!("{path}/events"), Some(&admin.0)).await).await;
+    assert!(events.contains("w9 added to"), "{events}");
+    assert!(events.contains("event: end\ndata: failed"), "{events}");
+    let audit = h.audit();
+    for expected in [
+        "vic user role  denied: needs role admin",
+        "admin user role vic ok: operator",
+        "admin node remove cp1 refused: not confirmed",
+        "admin backup restore some-backup refused: not confirmed",
+    ] {
+        assert!(
+            audit.iter().any(|e| e == expected),
+            "{expected} in {audit:?}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.starts_with("admin node join w9 started operation")),
+        "{audit:?}"
+    );
+}

@@ -8,6 +8,7 @@ mod support;
 mod backup;
 mod bundle_lab;
 mod cluster;
+mod console;
 mod engine;
 mod lab_lifecycle;
 mod upgrade;
