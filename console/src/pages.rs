@@ -543,14 +543,11 @@ pub fn backups(data: Backups<'_>) -> AnyView {
         .into_any()
 }
 
+/// An upgrade that stopped: its target and the nodes it finished.
+pub type Unfinished = Option<(kinit::config::KubernetesVersion, Vec<String>)>;
+
 pub fn upgrades(
-    planned: Result<
-        (
-            kinit::ops::upgrade::Plan,
-            Option<(kinit::config::KubernetesVersion, Vec<String>)>,
-        ),
-        String,
-    >,
+    planned: Result<(kinit::ops::upgrade::Plan, Unfinished), String>,
     session: &Session,
 ) -> AnyView {
     let (plan, unfinished) = match planned {
