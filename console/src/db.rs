@@ -164,6 +164,10 @@ impl Db {
 
     fn migrate(mut connection: Connection) -> Result<Db, DbError> {
         connection.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode NORMAL keeps the database consistent on a crash; only the last commits
+        // before a power loss may be lost (a session's last-seen time, say), and commits no
+        // longer wait for the disk.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", true)?;
         let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (index, migration) in (0i64..).zip(MIGRATIONS).skip(applied.max(0) as usize) {

@@ -35,6 +35,37 @@ pub struct Console {
     pub health: Arc<Health>,
     /// Seals the backups the console takes, and opens them for a restore.
     pub backup_key_file: Option<PathBuf>,
+    /// Certificate expiry, read from the state directory's PKI at most once a minute: the
+    /// overview is the page everyone keeps open, and parsing every certificate on each visit
+    /// would cost more than rendering it.
+    certificates: Cached<Result<Vec<(String, i64)>, String>>,
+}
+
+/// A value computed at most once per `ttl` seconds.
+struct Cached<T> {
+    ttl: i64,
+    value: std::sync::Mutex<Option<(i64, T)>>,
+}
+
+impl<T: Clone> Cached<T> {
+    fn new(ttl: i64) -> Cached<T> {
+        Cached {
+            ttl,
+            value: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn get(&self, now: i64, compute: impl FnOnce() -> T) -> T {
+        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        match value.as_ref() {
+            Some((at, cached)) if now - at < self.ttl => cached.clone(),
+            _ => {
+                let fresh = compute();
+                *value = Some((now, fresh.clone()));
+                fresh
+            }
+        }
+    }
 }
 
 impl Console {
@@ -56,6 +87,7 @@ impl Console {
             configuration: Arc::new(Configuration::new(config)),
             health: Health::new(),
             backup_key_file,
+            certificates: Cached::new(60),
         })
     }
 
@@ -215,7 +247,11 @@ async fn require_session(State(console): State<Shared>, request: Request, next: 
             let _ = console.db.end_session(&key);
             return None;
         }
-        let _ = console.db.touch_session(&key, now);
+        // A write per request would serialise every page on the database; a minute's
+        // precision is plenty for a 30 minute idle timeout.
+        if now - session.last_seen >= 60 {
+            let _ = console.db.touch_session(&key, now);
+        }
         Some(session)
     });
     let Some(session) = session else {
@@ -572,7 +608,7 @@ async fn overview(
             .map_err(|e| e.to_string()),
         Err(e) => Err((*e).clone()),
     };
-    let certificates = match &state {
+    let certificates = console.certificates.get(now, || match &state {
         Ok(state) => kinit::ops::certs::check_expiration(&state.kubernetes())
             .map(|expiry| {
                 expiry
@@ -589,7 +625,7 @@ async fn overview(
             })
             .map_err(|e| e.to_string()),
         Err(e) => Err((*e).clone()),
-    };
+    });
     let running = console
         .operations
         .running()
