@@ -81,7 +81,8 @@ pub async fn nodes_page(
     )
 }
 
-fn node_rows(console: &Console) -> Result<Vec<pages::NodeRow>, String> {
+/// The configuration's hosts, with what the latest look at the cluster found on each.
+pub(crate) fn node_rows(console: &Console) -> Result<Vec<pages::NodeRow>, String> {
     let loaded = loaded(console)?;
     let observed = console.health.latest();
     Ok(loaded

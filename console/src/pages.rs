@@ -24,7 +24,9 @@ const SECTIONS: &[(&str, &str, Role)] = &[
     ("/users", "Users", Role::Admin),
 ];
 
-pub fn document(title: &str, chrome: Chrome<'_>, main: AnyView) -> String {
+/// A whole page around `main`, content rendered already (so that content the same for
+/// everyone can be rendered once and shared).
+pub fn document(title: &str, chrome: Chrome<'_>, main: String) -> String {
     let title = format!("{title} · kinit");
     let cluster = chrome.cluster.to_owned();
     let header = chrome.session.map(|session| {
@@ -62,7 +64,7 @@ pub fn document(title: &str, chrome: Chrome<'_>, main: AnyView) -> String {
             <body>
                 <a class="skip" href="#main">"Skip to content"</a>
                 {header}
-                <main id="main">{main}</main>
+                <main id="main" inner_html=main></main>
             </body>
         </html>
     };

@@ -15,6 +15,7 @@ use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use futures::Stream;
+use leptos::prelude::RenderHtml;
 use serde::Deserialize;
 
 use crate::auth::{self, PRE_SESSION_COOKIE, SESSION_COOKIE};
@@ -39,6 +40,9 @@ pub struct Console {
     /// overview is the page everyone keeps open, and parsing every certificate on each visit
     /// would cost more than rendering it.
     certificates: Cached<Result<Vec<(String, i64)>, String>>,
+    /// The overview's content, rendered at most once a second however many people (or
+    /// load balancers' health checks) keep it open.
+    overview: Cached<String>,
 }
 
 /// A value computed at most once per `ttl` seconds.
@@ -88,6 +92,7 @@ impl Console {
             health: Health::new(),
             backup_key_file,
             certificates: Cached::new(60),
+            overview: Cached::new(1),
         })
     }
 
@@ -340,6 +345,17 @@ pub(crate) fn page(
     current: &'static str,
     main: leptos::prelude::AnyView,
 ) -> Html<String> {
+    page_html(console, title, session, current, main.to_html())
+}
+
+/// A page around content rendered already.
+pub(crate) fn page_html(
+    console: &Console,
+    title: &str,
+    session: Option<&Session>,
+    current: &'static str,
+    main: String,
+) -> Html<String> {
     let cluster = console.cluster_name();
     Html(pages::document(
         title,
@@ -540,37 +556,18 @@ async fn logout(
     ([set_cookie(SESSION_COOKIE, "", 0)], Redirect::to("/login")).into_response()
 }
 
-fn role_name(role: &kinit::config::Role) -> String {
-    serde_json::to_value(role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{role:?}"))
-}
-
 async fn overview(
     State(console): State<Shared>,
     Extension(session): Extension<Session>,
 ) -> Html<String> {
     let now = console.clock.now();
+    let main = console.overview.get(now, || overview_main(&console, now));
+    page_html(&console, "Overview", Some(&session), "/", main)
+}
+
+/// The overview's content, the same for every user: what the console knows of the cluster.
+fn overview_main(console: &Console, now: i64) -> String {
     let loaded = console.configuration.load();
-    let hosts = loaded.as_ref().map_err(Clone::clone).map(|loaded| {
-        loaded
-            .cluster
-            .hosts
-            .iter()
-            .map(|host| pages::NodeRow {
-                name: host.name.to_string(),
-                address: host.address.to_string(),
-                roles: host
-                    .roles
-                    .iter()
-                    .map(role_name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                observed: None,
-            })
-            .collect::<Vec<_>>()
-    });
     let observation = console.health.latest();
     let health = observation.as_ref().map(|o| match &o.status {
         Ok(status) => pages::Health {
@@ -588,19 +585,7 @@ async fn overview(
             version: String::new(),
         },
     });
-    let nodes = hosts.map(|hosts| {
-        hosts
-            .into_iter()
-            .map(|mut row| {
-                row.observed = observation
-                    .as_ref()
-                    .and_then(|o| o.status.as_ref().ok())
-                    .and_then(|s| s.nodes.iter().find(|n| n.name == row.name))
-                    .cloned();
-                row
-            })
-            .collect()
-    });
+    let nodes = day2::node_rows(console);
     let state = loaded.as_ref().map(|loaded| loaded.state_dir());
     let last_backup = match &state {
         Ok(state) => kinit::ops::backup::list(&kinit::ops::backup::default_dir(state))
@@ -630,20 +615,15 @@ async fn overview(
         .operations
         .running()
         .and_then(|id| console.db.operation(id).ok().flatten());
-    page(
-        &console,
-        "Overview",
-        Some(&session),
-        "/",
-        pages::overview(pages::Overview {
-            nodes,
-            health,
-            last_backup,
-            certificates,
-            running,
-            now,
-        }),
-    )
+    pages::overview(pages::Overview {
+        nodes,
+        health,
+        last_backup,
+        certificates,
+        running,
+        now,
+    })
+    .to_html()
 }
 
 fn backup_rows(console: &Console) -> Result<Vec<pages::BackupRow>, String> {

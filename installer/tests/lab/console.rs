@@ -352,6 +352,87 @@ fn the_console_in_chromium_on_a_three_node_lab() {
         assert!(record.contains(&sha256), "{record}");
         screens.shoot(&client, "backups").await;
 
+        // Restore it, from the browser: the button stays disabled until the cluster's name is
+        // typed (the confirmation island), then the restore runs as an operation.
+        client
+            .find(Locator::LinkText("Restore…"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let button = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("form.danger button[type=submit]"))
+            .await
+            .unwrap();
+        assert!(
+            !button.is_enabled().await.unwrap(),
+            "disabled before the word is typed"
+        );
+        fill(&client, "confirm", "wrong").await;
+        assert!(
+            !button.is_enabled().await.unwrap(),
+            "disabled for a wrong word"
+        );
+        fill(&client, "confirm", "web").await;
+        until(
+            "the restore button to be enabled",
+            Duration::from_secs(10),
+            || async {
+                let enabled = button.is_enabled().await.unwrap();
+                enabled
+                    .then_some(String::new())
+                    .ok_or_else(|| "disabled".to_owned())
+            },
+        )
+        .await;
+        screens.shoot(&client, "restore").await;
+        button.click().await.unwrap();
+        until(
+            "the restore's operation page",
+            Duration::from_secs(10),
+            || async {
+                let path = client.current_url().await.unwrap().path().to_owned();
+                (path.starts_with("/operations/") && path != operation)
+                    .then_some(path.clone())
+                    .ok_or(path)
+            },
+        )
+        .await;
+        let restored = until("the restore to end", Duration::from_secs(600), || async {
+            let status = text_of(&client, "#status").await;
+            (status != "running")
+                .then_some(status.clone())
+                .ok_or(status)
+        })
+        .await;
+        let log = log_lines(&client).await;
+        assert_eq!(restored, "succeeded", "{log:?}");
+        assert!(
+            log.iter().any(|(_, l)| l.contains("restored from")),
+            "{log:?}"
+        );
+
+        // A join command for a machine that joins by itself: shown, with a fresh token.
+        // (The API server may still be coming back from the restore: ask again until it answers.)
+        let command = until("a join command", Duration::from_secs(120), || async {
+            client.goto(&url("/nodes")).await.unwrap();
+            submit(&client, "form[action='/nodes/join-command']").await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let text = text_of(&client, "#join-command code").await;
+            text.starts_with("kinit join ")
+                .then_some(text.clone())
+                .ok_or(text)
+        })
+        .await;
+        assert!(
+            command.contains("--token ")
+                && command.contains("--discovery-token-ca-cert-hash sha256:"),
+            "{command}"
+        );
+
         // The other pages render on the real cluster; their pictures are for the README.
         for (path, name) in [
             ("/nodes", "nodes"),
