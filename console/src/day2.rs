@@ -267,6 +267,7 @@ pub async fn node_remove_page(
             word: name.clone(),
             button: format!("Remove {name}"),
             csrf: session.csrf.clone(),
+            back: "/nodes",
         }),
     )
     .into_response()
@@ -433,6 +434,7 @@ pub async fn backup_restore_page(
             word: cluster,
             button: "Restore".into(),
             csrf: session.csrf.clone(),
+            back: "/backups",
         }),
     )
     .into_response()

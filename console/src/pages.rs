@@ -404,6 +404,8 @@ pub struct Confirm {
     pub word: String,
     pub button: String,
     pub csrf: String,
+    /// Where "Cancel" goes.
+    pub back: &'static str,
 }
 
 pub fn confirm(c: Confirm) -> AnyView {
@@ -418,7 +420,7 @@ pub fn confirm(c: Confirm) -> AnyView {
         <form method="post" action=c.action class="card danger">
             <input type="hidden" name="csrf" value=c.csrf/>
             <ConfirmAction word=c.word button=c.button/>
-            <a href="javascript:history.back()">" Cancel"</a>
+            " " <a href=c.back>"Cancel"</a>
         </form>
     }
     .into_any()
