@@ -186,17 +186,15 @@ impl kinit::engine::events::EventSink for LogSink {
                 message,
                 ..
             } => {
-                let status = match status {
-                    Status::Ok => "ok",
-                    Status::Changed => "changed",
-                    Status::Failed => "FAILED",
-                    Status::Skipped => return,
-                };
+                if *status == Status::Skipped {
+                    return;
+                }
+                let word = status.word();
                 match message {
-                    Some(message) if status == "FAILED" => {
-                        format!("{host}: {task}: {status} ({duration_ms} ms): {message}")
+                    Some(message) if *status == Status::Failed => {
+                        format!("{host}: {task}: {word} ({duration_ms} ms): {message}")
                     }
-                    _ => format!("{host}: {task}: {status} ({duration_ms} ms)"),
+                    _ => format!("{host}: {task}: {word} ({duration_ms} ms)"),
                 }
             }
             EventKind::HostSummary {

@@ -13,6 +13,18 @@ pub enum Status {
     Skipped,
 }
 
+impl Status {
+    /// As progress lines print it; a failure stands out.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {

@@ -91,15 +91,6 @@ impl Progress {
     }
 }
 
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Changed => "changed",
-        Status::Failed => "FAILED",
-        Status::Skipped => "skipped",
-    }
-}
-
 impl EventSink for Progress {
     fn emit(&self, event: &Event) {
         match &self.mode {
@@ -124,7 +115,7 @@ impl EventSink for Progress {
                     let kind = if *handler { "handler " } else { "" };
                     eprintln!(
                         "{host:<16} {:<8} {kind}{task} ({duration_ms} ms)",
-                        status_word(*status)
+                        status.word()
                     );
                     if let (Status::Failed, Some(message)) = (status, message) {
                         for line in message.lines() {
